@@ -1,0 +1,28 @@
+"""Data: the on-disk format and its validation, the synthetic world, builders and pipeline.
+
+``drugjax.data.schema`` loads and validates a dataset ROOT (docs/data-format.md),
+``drugjax.data.synthetic`` writes a synthetic world in that format, and
+``python -m drugjax.data validate ROOT`` reports every rejected record.
+"""
+
+from drugjax.data.schema import (
+    ImageError,
+    Loaded,
+    Rejection,
+    fold_of,
+    load_accounts,
+    load_posts,
+    load_web,
+    read_image,
+)
+
+__all__ = [
+    "ImageError",
+    "Loaded",
+    "Rejection",
+    "fold_of",
+    "load_accounts",
+    "load_posts",
+    "load_web",
+    "read_image",
+]
