@@ -1,0 +1,5 @@
+"""Models: the Inception-v1 backbone (exact torchvision GoogLeNet port) and its weights."""
+
+from drugjax.models.inception import InceptionV1
+
+__all__ = ["InceptionV1"]

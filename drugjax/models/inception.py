@@ -1,0 +1,185 @@
+"""Inception-v1 (GoogLeNet) in Flax linen, computing exactly what torchvision's
+``googlenet`` computes.
+
+The port follows torchvision (``torchvision.models.googlenet``), not the 2014 paper, so
+that torchvision's ImageNet weights can be imported unchanged (see
+``drugjax.models.weights``). The details that matter for exactness:
+
+* every convolution is ``BasicConv2d``: conv without bias, BatchNorm (eps 1e-3, torch
+  momentum 0.1, i.e. flax momentum 0.9), ReLU;
+* convolution padding is explicit and symmetric (torch ``padding=p``); ``SAME`` would pad
+  conv1's 7x7/2 as (2, 3) and shift every feature map by one pixel;
+* max pools use torch's ``ceil_mode=True``: the output size is rounded up and the missing
+  window is padded with -inf at the bottom/right only; maxpool4 is 2x2/2;
+* the inception "5x5" branch is a 3x3 convolution (torchvision's known deviation);
+* branch 4 is a 3x3/1 max pool with padding 1 followed by a 1x1 convolution;
+* branches are concatenated in the order 1, 2, 3, 4 along channels;
+* the auxiliary classifiers (training-only in torchvision) are not part of the port.
+
+Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's module names
+(``inception3a/branch2_1/conv``) so that weight conversion is a rename plus a transpose.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+Dtype = Any
+
+# torch BatchNorm2d(eps=0.001) in torchvision's BasicConv2d; torch momentum 0.1 updates
+# running = 0.9 * running + 0.1 * batch, which is flax's momentum 0.9.
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.9
+
+# (ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj) per inception block, torchvision order.
+INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int]] = {
+    "inception3a": (64, 96, 128, 16, 32, 32),
+    "inception3b": (128, 128, 192, 32, 96, 64),
+    "inception4a": (192, 96, 208, 16, 48, 64),
+    "inception4b": (160, 112, 224, 24, 64, 64),
+    "inception4c": (128, 128, 256, 24, 64, 64),
+    "inception4d": (112, 144, 288, 32, 64, 64),
+    "inception4e": (256, 160, 320, 32, 128, 128),
+    "inception5a": (256, 160, 320, 32, 128, 128),
+    "inception5b": (384, 192, 384, 48, 128, 128),
+}
+
+
+def ceil_max_pool(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
+    """Max pool over H, W of an NHWC array like torch ``MaxPool2d(window, stride,
+    ceil_mode=True)`` with no explicit padding.
+
+    torch rounds the output size up, so the last window may hang over the bottom/right
+    edge; that overhang is padded with -inf (i.e. ignored). torch also drops a window that
+    would start entirely outside the input, which cannot happen for window >= stride.
+    """
+    pads = []
+    for size in x.shape[1:3]:
+        out = math.ceil((size - window) / stride) + 1
+        if (out - 1) * stride >= size:  # torch's rule; unreachable for window >= stride
+            out -= 1
+        pads.append((0, max(0, (out - 1) * stride + window - size)))
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+
+
+class BasicConv2d(nn.Module):
+    """torchvision's BasicConv2d: conv (no bias) -> BatchNorm(eps 1e-3) -> ReLU."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        x = nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=[(self.padding, self.padding)] * 2,
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(x)
+        return nn.relu(x)
+
+
+class Inception(nn.Module):
+    """One inception block; output channels = ch1x1 + ch3x3 + ch5x5 + pool_proj."""
+
+    cfg: Sequence[int]
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj = self.cfg
+        conv = lambda f, k, p, name: BasicConv2d(  # noqa: E731
+            f, k, padding=p, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
+        b1 = conv(ch1x1, 1, 0, "branch1")(x, train)
+        b2 = conv(ch3x3red, 1, 0, "branch2_0")(x, train)
+        b2 = conv(ch3x3, 3, 1, "branch2_1")(b2, train)
+        b3 = conv(ch5x5red, 1, 0, "branch3_0")(x, train)
+        b3 = conv(ch5x5, 3, 1, "branch3_1")(b3, train)  # 3x3, as in torchvision
+        # MaxPool2d(3, 1, padding=1, ceil_mode=True): same size, -inf border.
+        b4 = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+        b4 = conv(pool_proj, 1, 0, "branch4_1")(b4, train)
+        return jnp.concatenate([b1, b2, b3, b4], axis=-1)
+
+
+class InceptionV1(nn.Module):
+    """Inception-v1 / GoogLeNet, exactly as torchvision's ``googlenet`` (no aux heads).
+
+    Attributes:
+      num_classes: None returns the (N, 1024) pooled features; an int adds dropout and a
+        dense classifier and returns (N, num_classes) logits.
+      dropout_rate: dropout before the classifier (torchvision: 0.2).
+      transform_input: rescale inputs normalised with ImageNet mean/std to the
+        (x - 0.5) / 0.5 convention; torchvision's pretrained weights expect it on.
+      dtype: compute dtype (e.g. ``jnp.bfloat16``).
+      param_dtype: parameter dtype (keep float32).
+
+    Call as ``model.apply(variables, x, train=False)`` with ``x`` NHWC float, normalised
+    with ImageNet mean/std. ``train=True`` uses batch statistics, updates ``batch_stats``
+    (pass ``mutable=["batch_stats"]``) and needs ``rngs={"dropout": key}`` when there is a
+    classifier. Any input size from 64x64 up works.
+    """
+
+    num_classes: int | None = None
+    dropout_rate: float = 0.2
+    transform_input: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(
+                f"InceptionV1 expects NHWC images with 3 channels, got shape {x.shape}; "
+                "transpose NCHW input with x.transpose(0, 2, 3, 1)."
+            )
+        if min(x.shape[1:3]) < 64:
+            raise ValueError(
+                f"InceptionV1 needs images of at least 64x64, got {x.shape[1]}x{x.shape[2]}."
+            )
+        if self.transform_input:
+            # torchvision's _transform_input: undo ImageNet mean/std, apply (x-0.5)/0.5.
+            mean = jnp.array([0.485, 0.456, 0.406], x.dtype)
+            std = jnp.array([0.229, 0.224, 0.225], x.dtype)
+            x = x * (std / 0.5) + (mean - 0.5) / 0.5
+        x = x.astype(self.dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = BasicConv2d(64, 7, stride=2, padding=3, name="conv1", **kw)(x, train)
+        x = ceil_max_pool(x, 3, 2)
+        x = BasicConv2d(64, 1, name="conv2", **kw)(x, train)
+        x = BasicConv2d(192, 3, padding=1, name="conv3", **kw)(x, train)
+        x = ceil_max_pool(x, 3, 2)
+        for name in ("inception3a", "inception3b"):
+            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+        x = ceil_max_pool(x, 3, 2)
+        for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
+            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+        x = ceil_max_pool(x, 2, 2)
+        for name in ("inception5a", "inception5b"):
+            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+        x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
+        if self.num_classes is None:
+            return x
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="fc")(x)
