@@ -188,8 +188,10 @@ class _Collate:
             kind[i] = e["kind"]
             index[i] = e["index"]
         valid = np.arange(total) < n
+        normalized = aug.normalize(images)
+        normalized[n:] = 0.0  # padding is the mean image, not a black one
         return {
-            "image": aug.normalize(images).reshape(d, b, s, s, 3),
+            "image": normalized.reshape(d, b, s, s, 3),
             "kind": kind.reshape(d, b),
             "valid": valid.reshape(d, b),
             "index": index.reshape(d, b),
@@ -448,7 +450,7 @@ def eval_loader(
 ) -> EvalLoader:
     """Every selected record once, in source order then record order; no augmentation.
 
-    The last batch is padded with zero images; its ``valid`` mask is False and ``index``
+    The last batch is padded with all-zero (mean) images; its ``valid`` mask is False and ``index``
     -1 there, so metrics can drop the padding.
 
     Args:
