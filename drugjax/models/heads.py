@@ -1,0 +1,101 @@
+"""The multitask trunk and heads of the paper (Fig. 3a) and the end-to-end image model.
+
+* :class:`MultitaskHeads` — a shared trunk (by default two ``Dense(256)`` + ReLU, the
+  paper's sizes) and one binary head per task, returning logits ``(N, len(tasks))`` in the
+  order of ``tasks`` (``drugjax.tasks.TASKS`` by default). The paper speaks of "four
+  softmax layers"; a two-way softmax is a sigmoid of one logit, so each head is a
+  ``Dense(1)`` trained with the masked binary cross-entropy of Eq. 1.
+* :func:`single_task_mlp` — Table 1's "MLP" baseline: the same trunk with the drug head
+  only (trained on Instagram posts only).
+* :class:`EndToEnd` — a backbone (Inception-v1) feeding the trunk and heads. The backbone
+  can be frozen (its features get ``stop_gradient``; the optimiser also zeroes its
+  updates, see ``drugjax.training.optim``) and its BatchNorm layers can be frozen (run
+  with the running statistics even while training) independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from drugjax.tasks import TASKS
+
+Dtype = Any
+
+
+class MultitaskHeads(nn.Module):
+    """Shared trunk + one binary head per task, on ``(N, D)`` features.
+
+    Attributes:
+      hidden: widths of the shared trunk's Dense + ReLU layers.
+      dropout_rate: dropout after every trunk layer while training (0 disables it).
+      tasks: the task names, one head each; logits come in this order.
+      dtype: compute dtype (``jnp.bfloat16`` for mixed precision); logits are float32.
+      param_dtype: parameter dtype (keep float32).
+    """
+
+    hidden: Sequence[int] = (256, 256)
+    dropout_rate: float = 0.0
+    tasks: Sequence[str] = TASKS
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.ndim != 2:
+            raise ValueError(f"MultitaskHeads expects (N, D) features, got shape {x.shape}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(self.tasks)}")
+        x = x.astype(self.dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        for i, width in enumerate(self.hidden):
+            x = nn.relu(nn.Dense(int(width), name=f"trunk_{i}", **kw)(x))
+            if self.dropout_rate > 0:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        # One Dense(1) per task (rather than one Dense(T)) keeps each task's head a
+        # separately named parameter group, as in the paper's figure, so heads can be
+        # inspected, transferred or dropped one by one.
+        logits = [nn.Dense(1, name=f"head_{t}", **kw)(x) for t in self.tasks]
+        return jnp.concatenate(logits, axis=-1).astype(jnp.float32)
+
+
+def single_task_mlp(
+    hidden: Sequence[int] = (256, 256), dropout_rate: float = 0.0, dtype: Dtype = jnp.float32
+) -> MultitaskHeads:
+    """Table 1's single-task "MLP" baseline: the shared trunk with the drug head only."""
+    return MultitaskHeads(hidden=tuple(hidden), dropout_rate=dropout_rate, tasks=("drug",), dtype=dtype)
+
+
+class EndToEnd(nn.Module):
+    """Backbone -> trunk -> heads, trained end to end (or with parts frozen).
+
+    Attributes:
+      backbone: a module mapping NHWC images to ``(N, D)`` features, called as
+        ``backbone(x, train=...)`` (``drugjax.models.InceptionV1(num_classes=None)``).
+      heads: the trunk and heads (:class:`MultitaskHeads`).
+      freeze_backbone: stop gradients at the features (the backbone's parameters stay
+        as loaded; the optimiser must also leave them alone, which
+        ``drugjax.training.optim.make_optimizer`` does).
+      train_bn: run the backbone's BatchNorm in training mode (batch statistics, running
+        averages updated) while training. False keeps the running statistics fixed —
+        the usual choice when fine-tuning pretrained weights with small batches.
+
+    Parameters live under ``{"backbone": ..., "heads": ...}``.
+    """
+
+    backbone: nn.Module
+    heads: nn.Module
+    freeze_backbone: bool = False
+    train_bn: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        features = self.backbone(x, train=train and self.train_bn and not self.freeze_backbone)
+        if self.freeze_backbone:
+            features = jax.lax.stop_gradient(features)
+        return self.heads(features, train=train)

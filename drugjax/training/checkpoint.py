@@ -1,0 +1,205 @@
+"""Checkpoints with orbax: the latest N and the best by a validation metric, resumable.
+
+Each step directory holds three items:
+
+* ``state`` (``StandardSave``): step, params, batch stats, optimiser state, RNG;
+* ``meta`` (``JsonSave``): the data iterator's state, a SHA-256 of the state's bytes
+  (so a silently damaged array is caught on restore, not trained on) and the step;
+* ``config`` (``JsonSave``): the resolved run config.
+
+Saves are asynchronous; :meth:`Checkpoints.wait` surfaces their errors. A restore that
+fails (unreadable files, missing items, checksum mismatch) moves that step directory
+aside to ``<run>/checkpoints.corrupt/`` with a warning and falls back to the previous
+step. Orbax writes each step to a temporary directory and renames it when complete, so a
+save cut short by a kill leaves no step directory at all (the temporary one is cleaned
+up on the next start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+log = logging.getLogger(__name__)
+
+BEST_MODES = {"loss": "min"}  # every other metric is better when larger
+
+
+def tree_digest(tree: Any) -> str:
+    """SHA-256 over the bytes, dtypes and shapes of a pytree's leaves, in tree order."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        arr = np.asarray(jax.device_get(leaf))
+        if arr.dtype.kind == "V" or str(arr.dtype).startswith("key<"):
+            arr = np.asarray(jax.random.key_data(leaf))
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(f"{arr.dtype}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be restored."""
+
+
+class Checkpoints:
+    """The run's checkpoints under ``directory`` (normally ``<run>/checkpoints``)."""
+
+    def __init__(self, directory: str | Path, *, keep: int = 2, best_metric: str = "auc", async_save: bool = True):
+        if keep < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        self.keep = keep
+        self.best_metric = best_metric
+        self.async_save = async_save
+        self._open()
+
+    def _open(self) -> None:
+        mode = BEST_MODES.get(self.best_metric, "max")
+        metric = self.best_metric
+
+        def get(m):
+            return float(m[metric])
+
+        policy = pp.AnyPreservationPolicy(
+            [
+                pp.LatestN(n=self.keep),
+                pp.BestN(get_metric_fn=get, reverse=(mode == "min"), n=1, keep_checkpoints_without_metrics=False),
+            ]
+        )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy,
+            best_fn=get,
+            best_mode=mode,
+            enable_async_checkpointing=self.async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta", "config"))
+
+    # ---------------------------------------------------------------- saving
+    def save(
+        self,
+        step: int,
+        state_tree: Any,
+        *,
+        data_state: Any,
+        config: dict,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Save ``state_tree`` (see ``TrainState.to_tree``) at ``step`` (asynchronously)."""
+        meta = {"step": int(step), "data_state": data_state, "state_sha256": tree_digest(state_tree)}
+        if metrics is not None:
+            metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+            if self.best_metric not in metrics:
+                metrics = None
+        self.manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state_tree),
+                meta=ocp.args.JsonSave(meta),
+                config=ocp.args.JsonSave(config),
+            ),
+            metrics=metrics,
+            force=True,
+        )
+
+    def wait(self) -> None:
+        """Block until pending saves are written; raises their errors."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    # ---------------------------------------------------------------- restoring
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
+        """``(state_tree, meta, config)`` of ``step``; raises :class:`CheckpointError`."""
+        try:
+            out = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    meta=ocp.args.JsonRestore(),
+                    config=ocp.args.JsonRestore(),
+                ),
+            )
+            state, meta, config = out["state"], out["meta"], out["config"]
+        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            raise CheckpointError(f"{type(e).__name__}: {e}") from e
+        if not isinstance(meta, dict) or "state_sha256" not in meta:
+            raise CheckpointError("its meta item is missing or incomplete")
+        digest = tree_digest(state)
+        if digest != meta["state_sha256"]:
+            raise CheckpointError("the state's checksum does not match the one saved with it")
+        return state, meta, config
+
+    def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict, dict] | None:
+        """Restore the newest readable step, setting damaged ones aside with a warning.
+
+        Returns ``(step, state_tree, meta, config)``, or None when there is no checkpoint.
+        """
+        while True:
+            step = self.latest_step()
+            if step is None:
+                return None
+            try:
+                state, meta, config = self.restore(step, abstract_state)
+                return step, state, meta, config
+            except CheckpointError as e:
+                aside = self.directory.parent / f"{self.directory.name}.corrupt" / str(step)
+                msg = (
+                    f"checkpoint {self.directory / str(step)} is unreadable ({e}); moved it to "
+                    f"{aside} and falling back to the previous checkpoint"
+                )
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                log.warning(msg)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                if aside.exists():
+                    shutil.rmtree(aside)
+                self.manager.close()
+                shutil.move(str(self.directory / str(step)), str(aside))
+                self._open()
+
+
+def read_params(path: str | Path) -> dict:
+    """Params and batch stats of a checkpoint, for warm starts (``init_from=PATH``).
+
+    ``path`` may be a run directory, its ``checkpoints/`` directory (the latest step is
+    used) or one step directory (e.g. the best one, named in the run's results.json). Returns ``{"params", "batch_stats"}`` as
+    numpy arrays.
+    """
+    path = Path(path).expanduser().absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"init_from={path}: no such file or directory")
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not (path / "state").is_dir():
+        steps = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+        if not steps:
+            raise FileNotFoundError(
+                f"init_from={path}: no orbax checkpoint here; give a run directory, its "
+                "checkpoints/ directory or one step directory"
+            )
+        step = steps[-1]
+        path = path / str(step)
+    tree = ocp.StandardCheckpointer().restore(path / "state")
+    return {"params": tree["params"], "batch_stats": tree.get("batch_stats") or {}}

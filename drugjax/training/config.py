@@ -1,0 +1,122 @@
+"""Structured configs of train.py.
+
+Registered in Hydra's ConfigStore (:func:`register_configs`) as the schema that
+``conf/train.yaml`` extends, so a misspelt key or a value of the wrong type fails at
+start-up with Hydra's message, before any data is built or a model compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class BackboneConfig:
+    """The Inception-v1 backbone (used by ``model.kind=end_to_end`` and to precompute
+    features for ``model.kind=heads``)."""
+
+    # Converted torchvision weights (.pth, .safetensors or .npz) via
+    # drugjax.models.weights.load_backbone; None = random initialisation.
+    weights: Optional[str] = None
+    # torchvision's pretrained GoogLeNet expects transform_input=True; None means
+    # "True when weights are given, else False".
+    transform_input: Optional[bool] = None
+    trainable: bool = True  # False: frozen (stop_gradient + zero updates)
+    train_bn: bool = True  # False: BatchNorm uses running statistics while training
+    lr_factor: float = 0.1  # backbone learning rate = optim.learning_rate * lr_factor
+
+
+@dataclass
+class ModelConfig:
+    # end_to_end: images -> InceptionV1 -> trunk -> heads, trained together.
+    # heads: trunk + heads on 1024-d features precomputed once with the (frozen)
+    # backbone, as in the paper; the backbone never runs during training steps.
+    kind: str = "end_to_end"
+    tasks: list[str] = field(default_factory=lambda: ["drug", "weed", "pills", "syrup"])
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    dropout: float = 0.0
+    relation_weight: float = 0.5  # loss weight of the task-relation (parent) target
+    dtype: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+
+@dataclass
+class DataConfig:
+    # A dataset ROOT (docs/data-format.md); None = the embedded synthetic world,
+    # generated and built on first use (drugjax.data.builders.prepare).
+    root: Optional[str] = None
+    preset: str = "small"
+    seed: int = 0  # seed of the synthetic world (not of training)
+    image_size: int = 96
+    data_dir: Optional[str] = None  # cache of built datasets; None = ~/.cache/drugjax
+    sources: list[str] = field(default_factory=lambda: ["posts", "web"])
+    num_folds: int = 5
+    val_fold: int = 0  # Instagram posts of this fold validate; the others train
+    mixture: Optional[dict[str, float]] = None  # sampling weight per source; None = by size
+    augment: bool = True
+    workers: int = 0
+    batch_size: int = 32  # global, split evenly over the devices
+    eval_batch_size: int = 64  # global
+
+
+@dataclass
+class OptimConfig:
+    name: str = "rmsprop"  # rmsprop | adamw | sgd
+    learning_rate: float = 1e-3
+    decay: float = 0.9  # RMSprop's moving-average decay
+    eps: float = 1e-6
+    momentum: float = 0.0
+    centered: bool = False
+    warmup_steps: int = 20
+    schedule: str = "cosine"  # cosine | constant (after the warm-up)
+    end_lr_factor: float = 0.0  # cosine decays to learning_rate * end_lr_factor
+    weight_decay: float = 1e-4  # decoupled, on kernels only
+    clip_norm: float = 1.0  # global gradient norm clipping; 0 disables it
+
+
+@dataclass
+class ParallelConfig:
+    mode: str = "pmap"  # pmap | shard_map
+    num_devices: Optional[int] = None  # None = all local devices
+    # Wait for every step to finish before dispatching the next; needed with forced
+    # host devices on few cores (collectives can deadlock with many steps in flight).
+    block_every_step: bool = False
+    # Multi-host: call jax.distributed.initialize() before anything else. With
+    # coordinator_address None, JAX auto-detects the cluster (SLURM, TPU pods, ...).
+    distributed: bool = False
+    coordinator_address: Optional[str] = None
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    name: str = "finetune"  # names the run directory runs/<name>
+    seed: int = 0  # every random choice of training flows from it
+    steps: int = 120
+    log_every: int = 10
+    eval_every: int = 60  # also evaluated at the last step
+    checkpoint_every: int = 20
+    keep_checkpoints: int = 2  # the latest N are kept, plus the best by best_metric
+    best_metric: str = "auc"  # accuracy | precision | recall | f1 | auc | loss
+    # Warm start: an orbax checkpoint (a run directory, its checkpoints/ or one step)
+    # whose params (and batch stats) initialise the model; the step restarts at 0.
+    init_from: Optional[str] = None
+    progress: bool = True  # tqdm progress bar
+    tensorboard: bool = True
+    # What main() returns to a sweeper: a key of the final validation metrics.
+    objective: str = "auc"
+    # Free-form notes carried into results.json (e.g. by experiment configs).
+    tags: list[str] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    """Register :class:`TrainConfig` as ``train_schema`` in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

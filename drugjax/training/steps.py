@@ -1,0 +1,197 @@
+"""Per-device train and eval steps, and the two data-parallel wrappers around them.
+
+The steps are written for one device holding its share of the global batch, with an
+``axis_name`` over which gradients, metrics and BatchNorm statistics are averaged with
+``lax.pmean``. :class:`DataParallel` runs them either with ``jax.pmap`` (state passed
+unreplicated with ``in_axes=None`` and returned with ``out_axes=None``) or with
+``jax.jit(jax.shard_map(...))`` over a one-axis ``data`` mesh.
+
+The shard_map pitfall (DESIGN.md): with shard_map's varying-manual-axes typing, the
+gradient of a loss computed from device-varying data with respect to *replicated*
+parameters is already summed over devices by the transpose rule, so a further ``pmean``
+makes it n times too large. The step therefore first casts the parameters to "varying"
+(``lax.pcast(..., to="varying")``): each device then differentiates its own loss, and the
+explicit ``pmean`` gives the gradient of the global mean loss under both wrappers
+(checked against one device in tests/test_train_parallel.py).
+
+BatchNorm in training mode normalises with each device's own batch statistics (as in
+Flax's ImageNet example); the running averages are then averaged across devices. So a
+model whose BatchNorm is in training mode matches a single device only up to that
+per-device normalisation; everything else is exact up to float reassociation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from drugjax.losses import masked_bce_terms
+from drugjax.tasks import TASKS, encode_labels
+from drugjax.training.state import TrainState
+
+AXIS = "data"
+
+
+def _targets(kind: jax.Array, valid: jax.Array, relation_weight: float, task_index: tuple[int, ...]):
+    targets, weights = encode_labels(kind, relation_weight)
+    idx = jnp.asarray(task_index)
+    weights = weights[:, idx] * valid[:, None].astype(jnp.float32)
+    return targets[:, idx], weights
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    relation_weight: float,
+    task_index: tuple[int, ...] = (0, 1, 2, 3),
+    axis_name: str = AXIS,
+) -> tuple[TrainState, dict[str, Any]]:
+    """One optimisation step on this device's share of the batch.
+
+    ``batch`` holds ``x`` (images or features), ``kind`` and ``valid`` for the local
+    examples. Returns the new state (identical on every device) and metrics: the mean
+    loss, the per-task loss terms, the gradient norm and, for the NaN guard, which
+    gradient leaves are finite.
+    """
+    x, kind = batch["x"], batch["kind"]
+    valid = batch.get("valid", jnp.ones(kind.shape, bool))
+    n = x.shape[0]
+    targets, weights = _targets(kind, valid, relation_weight, task_index)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), lax.axis_index(axis_name))
+    has_bn = bool(jax.tree.leaves(state.batch_stats))
+    # See the module docstring: differentiate the local loss w.r.t. device-varying
+    # parameters, then average explicitly.
+    params = lax.pcast(state.params, axis_name, to="varying")
+
+    def loss_fn(p):
+        variables = {"params": p}
+        if has_bn:
+            variables["batch_stats"] = state.batch_stats
+            logits, updated = state.apply_fn(
+                variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key}
+            )
+            new_bs = updated.get("batch_stats", state.batch_stats)
+        else:
+            logits = state.apply_fn(variables, x, train=True, rngs={"dropout": dropout_key})
+            new_bs = state.batch_stats
+        terms = masked_bce_terms(logits, targets, weights)
+        return jnp.sum(terms) / n, (jnp.sum(terms, axis=0) / n, new_bs)
+
+    (loss, (task_loss, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads = lax.pmean(grads, axis_name)
+    loss = lax.pmean(loss, axis_name)
+    task_loss = lax.pmean(task_loss, axis_name)
+    if has_bn:
+        new_bs = lax.pmean(new_bs, axis_name)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=new_bs,
+        opt_state=opt_state,
+    )
+    metrics = {
+        "loss": loss,
+        "task_loss": task_loss,
+        "grad_norm": optax.global_norm(grads),
+        "grad_finite": jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads),
+    }
+    return new_state, metrics
+
+
+def eval_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    relation_weight: float,
+    task_index: tuple[int, ...] = (0, 1, 2, 3),
+) -> dict[str, jax.Array]:
+    """Per-example probabilities ``(B, T)`` and summed loss terms ``(B,)`` (padding
+    examples get weight 0)."""
+    x, kind = batch["x"], batch["kind"]
+    valid = batch.get("valid", jnp.ones(kind.shape, bool))
+    logits = state.apply_fn(state.variables(), x, train=False)
+    targets, weights = _targets(kind, valid, relation_weight, task_index)
+    return {
+        "prob": jax.nn.sigmoid(logits),
+        "loss": jnp.sum(masked_bce_terms(logits, targets, weights), axis=-1),
+    }
+
+
+class DataParallel:
+    """Runs per-device steps over ``devices`` with ``pmap`` or ``jit(shard_map)``.
+
+    Batches come in as numpy arrays of shape ``(D, B, ...)`` (D = number of devices);
+    the state goes in and comes out unreplicated (one logical copy).
+    """
+
+    MODES = ("pmap", "shard_map")
+
+    def __init__(self, mode: str = "pmap", devices: Sequence[jax.Device] | None = None):
+        if mode not in self.MODES:
+            raise ValueError(f"parallel.mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.devices = list(devices if devices is not None else jax.local_devices())
+        self.num_devices = len(self.devices)
+        if mode == "shard_map":
+            self.mesh = jax.sharding.Mesh(np.asarray(self.devices), (AXIS,))
+            self._replicated = NamedSharding(self.mesh, P())
+            self._sharded = NamedSharding(self.mesh, P(AXIS))
+
+    def put_state(self, state: TrainState) -> TrainState:
+        """Place a host/single-device state where the wrapped steps expect it."""
+        if self.mode == "shard_map":
+            return jax.device_put(state, self._replicated)
+        return state
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Place a ``(D, B, ...)`` host batch for the wrapped steps."""
+        if self.mode == "pmap":
+            return batch
+        out = {}
+        for k, v in batch.items():
+            v = np.asarray(v)
+            flat = v.reshape((v.shape[0] * v.shape[1],) + v.shape[2:])
+            out[k] = jax.make_array_from_process_local_data(self._sharded, flat)
+        return out
+
+    def wrap_train(self, step_fn: Callable) -> Callable:
+        """``step_fn(state, local_batch) -> (state, metrics)`` as a data-parallel step."""
+        if self.mode == "pmap":
+            return jax.pmap(step_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self.devices)
+        return jax.jit(
+            jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+        )
+
+    def wrap_eval(self, eval_fn: Callable) -> Callable:
+        """``eval_fn(state, local_batch) -> per-example outputs``, returned as ``(D, B, ...)``."""
+        if self.mode == "pmap":
+            return jax.pmap(eval_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=0, devices=self.devices)
+        fn = jax.jit(jax.shard_map(eval_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+        d = self.num_devices
+
+        def run(state, batch):
+            out = fn(state, batch)
+            return jax.tree.map(lambda a: a.reshape((d, a.shape[0] // d) + a.shape[1:]), out)
+
+        return run
+
+
+def make_steps(
+    parallel: DataParallel, *, relation_weight: float, tasks: Sequence[str] = TASKS
+) -> tuple[Callable, Callable]:
+    """The wrapped (train_step, eval_step) for a model predicting ``tasks``."""
+    task_index = tuple(TASKS.index(t) for t in tasks)
+    train = partial(train_step, relation_weight=float(relation_weight), task_index=task_index)
+    evaluate = partial(eval_step, relation_weight=float(relation_weight), task_index=task_index)
+    return parallel.wrap_train(train), parallel.wrap_eval(evaluate)
