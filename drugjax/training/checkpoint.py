@@ -31,6 +31,15 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 log = logging.getLogger(__name__)
 
+
+class _QuietUntrackedSaves(logging.Filter):
+    # Checkpoints between evaluations carry no metrics by design; orbax warns on each.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
+
 BEST_MODES = {"loss": "min"}  # every other metric is better when larger
 
 

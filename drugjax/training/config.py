@@ -16,6 +16,9 @@ class BackboneConfig:
     """The Inception-v1 backbone (used by ``model.kind=end_to_end`` and to precompute
     features for ``model.kind=heads``)."""
 
+    # inception_v1 (the paper's GoogLeNet) or tiny (a two-conv stand-in for smoke
+    # runs and tests; drugjax.models.heads.TinyBackbone).
+    name: str = "inception_v1"
     # Converted torchvision weights (.pth, .safetensors or .npz) via
     # drugjax.models.weights.load_backbone; None = random initialisation.
     weights: Optional[str] = None

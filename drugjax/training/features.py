@@ -1,0 +1,170 @@
+"""Precomputed backbone features and a resumable loader over them (the paper's set-up).
+
+The paper extracts GoogLeNet features once and trains the multitask trunk on them. Here
+the backbone runs once over every usable record (no augmentation), the 1024-d features
+are cached in the run directory, and training steps only run the trunk and heads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drugjax.data import pipeline
+
+_STATE_VERSION = 1
+
+
+def extract_features(
+    backbone: Any,
+    variables: dict,
+    sources: Mapping[str, Any],
+    *,
+    names: Sequence[str],
+    image_size: int,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Backbone features of every usable record (with an image and a label) of each source.
+
+    Returns ``{name: {"features": (n, D) float32, "kind": (n,) int32, "fold": (n,) int32,
+    "index": (n,) int64}}`` in record order.
+    """
+    forward = jax.jit(lambda v, x: backbone.apply(v, x, train=False).astype(jnp.float32))
+    out = {}
+    for name in names:
+        loader = pipeline.eval_loader(
+            sources, image_size=image_size, per_device_batch=batch_size, num_devices=1, names=[name], workers=workers
+        )
+        feats, kinds, index = [], [], []
+        for batch in loader:
+            valid = batch["valid"].reshape(-1)
+            x = batch["image"].reshape((-1,) + batch["image"].shape[2:])
+            f = np.asarray(forward(variables, x))
+            feats.append(f[valid])
+            kinds.append(batch["kind"].reshape(-1)[valid])
+            index.append(batch["index"].reshape(-1)[valid])
+        index = np.concatenate(index).astype(np.int64)
+        folds = pipeline.scan(sources[name]).fold[index]
+        out[name] = {
+            "features": np.concatenate(feats).astype(np.float32),
+            "kind": np.concatenate(kinds).astype(np.int32),
+            "fold": np.asarray(folds, np.int32),
+            "index": index,
+        }
+    return out
+
+
+def cache_key(**parts: Any) -> str:
+    """A short digest of what determines the features (weights, data, image size, ...)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_features(path: Path, feats: dict[str, dict[str, np.ndarray]], key: str) -> None:
+    arrays = {f"{name}/{k}": v for name, d in feats.items() for k, v in d.items()}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, __key__=np.array(key), **arrays)
+    tmp.replace(path)  # atomic: a kill never leaves half a cache
+
+
+def load_features(path: Path, key: str) -> dict[str, dict[str, np.ndarray]] | None:
+    """The cached features if ``path`` holds ones made with ``key``, else None."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["__key__"]) != key:
+                return None
+            out: dict[str, dict[str, np.ndarray]] = {}
+            for k in z.files:
+                if k == "__key__":
+                    continue
+                name, field = k.split("/", 1)
+                out.setdefault(name, {})[field] = z[k]
+            return out
+    except (OSError, ValueError, KeyError):  # unreadable cache: recompute it
+        return None
+
+
+class FeatureLoader:
+    """Infinite shuffled batches of precomputed features, shaped ``(D, B, ...)``.
+
+    Epoch ``e`` is the permutation drawn from ``(seed, e)``; the last incomplete batch of
+    an epoch is dropped. The state is the position of the next batch, so
+    :meth:`set_state` resumes on exactly the next batch.
+    """
+
+    def __init__(self, features: np.ndarray, kinds: np.ndarray, *, per_device_batch: int, num_devices: int, seed: int):
+        features = np.asarray(features, np.float32)
+        kinds = np.asarray(kinds, np.int32)
+        global_batch = per_device_batch * num_devices
+        if len(features) < global_batch:
+            raise ValueError(
+                f"{len(features)} training examples are fewer than one global batch of {global_batch}; "
+                "lower data.batch_size"
+            )
+        self.features, self.kinds = features, kinds
+        self.per_device_batch, self.num_devices, self.seed = per_device_batch, num_devices, seed
+        self.steps_per_epoch = len(features) // global_batch
+        self._position = 0
+        self._perm_epoch, self._perm = -1, None
+        self._config = {"n": int(len(features)), "seed": int(seed), "global_batch": int(global_batch)}
+
+    def __iter__(self) -> "FeatureLoader":
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        epoch, i = divmod(self._position, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
+            self._perm_epoch = epoch
+        gb = self.per_device_batch * self.num_devices
+        idx = self._perm[i * gb : (i + 1) * gb]
+        self._position += 1
+        d, b = self.num_devices, self.per_device_batch
+        return {
+            "x": self.features[idx].reshape(d, b, -1),
+            "kind": self.kinds[idx].reshape(d, b),
+            "valid": np.ones((d, b), bool),
+        }
+
+    def get_state(self) -> dict:
+        return {"version": _STATE_VERSION, "config": self._config, "next_batch": self._position}
+
+    def set_state(self, state: Mapping) -> None:
+        if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"not a FeatureLoader state: {str(state)[:200]}")
+        if state.get("config") != self._config:
+            raise ValueError(
+                f"the feature loader state was saved with different data ({state.get('config')} vs "
+                f"{self._config}); resume with the same data and batch size"
+            )
+        self._position = int(state["next_batch"])
+
+
+def eval_batches(
+    features: np.ndarray, kinds: np.ndarray, *, per_device_batch: int, num_devices: int
+) -> list[dict[str, np.ndarray]]:
+    """One ordered pass over features, the last batch padded (``valid`` False there)."""
+    gb = per_device_batch * num_devices
+    n = len(features)
+    out = []
+    for start in range(0, n, gb):
+        x = features[start : start + gb]
+        k = kinds[start : start + gb]
+        valid = np.ones(gb, bool)
+        pad = gb - len(x)
+        if pad:
+            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+            k = np.concatenate([k, np.zeros(pad, k.dtype)])
+            valid[-pad:] = False
+        d, b = num_devices, per_device_batch
+        out.append({"x": x.reshape(d, b, -1), "kind": k.reshape(d, b), "valid": valid.reshape(d, b)})
+    return out

@@ -1,0 +1,549 @@
+"""The training loop: build data and model from a config, train, evaluate, checkpoint.
+
+:func:`train_and_evaluate` is what ``train.py`` calls. It resumes automatically from the
+latest readable checkpoint in the run directory, so running the same command again after
+a kill continues where the last checkpoint left off and, on CPU, ends with bitwise the
+same parameters as an uninterrupted run (every random choice flows from the seed, the
+step and the data iterator's saved position).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone
+from drugjax.tasks import INSTAGRAM_POSITIVE, TASKS
+from drugjax.training import features as feats_lib
+from drugjax.training.checkpoint import Checkpoints, read_params
+from drugjax.training.config import TrainConfig
+from drugjax.training.metrics import METRICS, MetricWriter, binary_metrics, jsonable
+from drugjax.training.optim import make_optimizer
+from drugjax.training.state import TrainState
+from drugjax.training.steps import DataParallel, make_steps
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MODEL_KINDS = ("end_to_end", "heads")
+# Config keys that may change between a run and its resumption.
+_RESUME_FREE = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "progress",
+                "tensorboard", "objective", "tags", "name", "parallel", "data.workers", "init_from"}
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient became NaN or Inf."""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work (named, with the fix)."""
+
+
+# --------------------------------------------------------------------------- config
+def _as_dict(cfg: DictConfig | TrainConfig | Mapping) -> dict:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+def _to_config(cfg: DictConfig | TrainConfig | Mapping) -> TrainConfig:
+    schema = OmegaConf.structured(TrainConfig)
+    merged = OmegaConf.merge(schema, OmegaConf.create(_as_dict(cfg)))
+    return OmegaConf.to_object(merged)
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _config_changes(saved: Mapping, current: Mapping) -> dict:
+    a, b = _flatten(saved), _flatten(current)
+    changed = {}
+    for k in sorted(set(a) | set(b)):
+        if k in _RESUME_FREE or k.split(".")[0] in _RESUME_FREE or ".".join(k.split(".")[:2]) in _RESUME_FREE:
+            continue
+        if a.get(k) != b.get(k):
+            changed[k] = (a.get(k), b.get(k))
+    return changed
+
+
+def _check(cfg: TrainConfig, num_devices: int) -> None:
+    m, d = cfg.model, cfg.data
+    if m.kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind must be one of {MODEL_KINDS}, got {m.kind!r}")
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype must be one of {sorted(DTYPES)}, got {m.dtype!r}")
+    bad = [t for t in m.tasks if t not in TASKS]
+    if bad or not m.tasks or "drug" not in m.tasks:
+        raise ConfigError(f"model.tasks must be a subset of {list(TASKS)} that includes 'drug', got {list(m.tasks)}")
+    if not 0 <= d.val_fold < d.num_folds:
+        raise ConfigError(f"data.val_fold must lie in [0, data.num_folds={d.num_folds}), got {d.val_fold}")
+    for key, size in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size)):
+        if size < num_devices or size % num_devices:
+            raise ConfigError(f"{key}={size} must be a positive multiple of the {num_devices} devices in use")
+    if cfg.steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {cfg.steps}")
+    if cfg.best_metric not in METRICS + ("loss",) or cfg.objective not in METRICS + ("loss",):
+        raise ConfigError(f"best_metric and objective must be among {METRICS + ('loss',)}")
+    if not 0.0 <= m.relation_weight:
+        raise ConfigError(f"model.relation_weight must be >= 0, got {m.relation_weight}")
+
+
+# --------------------------------------------------------------------------- data
+class _TrainFoldSource:
+    """A source whose records all count as being in ``fold`` (web images are never
+    validated on, so all of them train, whatever fold their id hashes to)."""
+
+    def __init__(self, source: Any, fold: int):
+        self._source = source
+        cols = pipeline_scan(source)
+        self.columns = dataclasses.replace(cols, fold=np.full_like(cols.fold, fold))
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, i):
+        return self._source[i]
+
+
+def pipeline_scan(source):
+    from drugjax.data import pipeline
+
+    return pipeline.scan(source)
+
+
+def _load_sources(cfg: TrainConfig) -> dict:
+    try:
+        from drugjax.data.builders import prepare
+    except ImportError as e:  # pragma: no cover - only before the builders exist
+        raise ConfigError(f"cannot build datasets: drugjax.data.builders is unavailable ({e})") from e
+    return prepare(cfg.data.root, preset=cfg.data.preset, seed=cfg.data.seed, image_size=cfg.data.image_size,
+                   data_dir=cfg.data.data_dir)
+
+
+class _ImageBatches:
+    """Adapts the image pipeline's batches (``image``) to the steps' input (``x``)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        b = next(self.loader)
+        return {"x": b["image"], "kind": b["kind"], "valid": b["valid"]}
+
+    def get_state(self):
+        return self.loader.get_state()
+
+    def set_state(self, state):
+        self.loader.set_state(state)
+
+    def close(self):
+        close = getattr(self.loader, "close", None)
+        if close:
+            close()
+
+
+def _eval_image_batches(loader):
+    for b in loader:
+        yield {"x": b["image"], "kind": b["kind"], "valid": b["valid"]}
+
+
+# --------------------------------------------------------------------------- model
+BACKBONES = ("inception_v1", "tiny")
+
+
+def _backbone(cfg: TrainConfig, dtype):
+    name = cfg.model.backbone.name
+    if name == "tiny":
+        if cfg.model.backbone.weights:
+            raise ConfigError("model.backbone.weights applies to inception_v1, not to the tiny stand-in")
+        return TinyBackbone(dtype=dtype)
+    if name != "inception_v1":
+        raise ConfigError(f"model.backbone.name must be one of {BACKBONES}, got {name!r}")
+    from drugjax.models import InceptionV1
+
+    transform = cfg.model.backbone.transform_input
+    if transform is None:
+        transform = cfg.model.backbone.weights is not None
+    return InceptionV1(num_classes=None, transform_input=bool(transform), dtype=dtype)
+
+
+def _load_backbone_weights(path: str) -> dict:
+    from drugjax.models.weights import load_backbone
+
+    if not Path(path).expanduser().exists():
+        raise ConfigError(f"model.backbone.weights={path}: no such file; give a converted .npz/.safetensors or a torchvision .pth")
+    return load_backbone(str(Path(path).expanduser()))
+
+
+def _graft(target: Any, source: Any, where: str) -> Any:
+    """``source`` in place of ``target``, after checking both have one structure and shape."""
+    t_struct, s_struct = jax.tree.structure(target), jax.tree.structure(source)
+    if t_struct != s_struct:
+        raise ConfigError(f"{where}: the parameter tree does not match the model's ({s_struct} vs {t_struct})")
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(source)):
+        if tuple(np.shape(a)) != tuple(np.shape(b)):
+            raise ConfigError(f"{where}: a parameter of shape {np.shape(b)} where the model has {np.shape(a)}")
+    return jax.tree.map(lambda a, b: jnp.asarray(b, jnp.asarray(a).dtype), target, source)
+
+
+def _plain(tree: Any) -> Any:
+    """Flax FrozenDicts -> dicts, so trees from different sources compare equal."""
+    if isinstance(tree, Mapping):
+        return {k: _plain(v) for k, v in tree.items()}
+    return tree
+
+
+# --------------------------------------------------------------------------- loop
+class _Stop:
+    """SIGTERM -> stop at the next step boundary (after a checkpoint)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(step: int, m: dict, tasks, ckpt_dir: Path, last_good: int | None) -> None:
+    def fail(term: str, value: Any):
+        where = f"step {last_good} in {ckpt_dir}" if last_good is not None else "none was saved yet"
+        raise NonFiniteError(
+            f"non-finite {term} ({value}) at step {step}; stopped. The last good checkpoint is {where}. "
+            "Lower optim.learning_rate, keep optim.clip_norm > 0, or check the input data."
+        )
+
+    if not np.isfinite(m["loss"]):
+        fail("loss", m["loss"])
+    for t, v in zip(tasks, np.atleast_1d(m["task_loss"])):
+        if not np.isfinite(v):
+            fail(f"loss term of task '{t}'", v)
+    bad = [jax.tree_util.keystr(p) for p, ok in jax.tree_util.tree_flatten_with_path(m["grad_finite"])[0] if not ok]
+    if bad or not np.isfinite(m["grad_norm"]):
+        fail(f"gradient of params{bad[0] if bad else ''}", m["grad_norm"])
+
+
+def _evaluate(eval_fn, state, batches, parallel: DataParallel, drug_col: int) -> dict[str, float]:
+    probs, labels, losses = [], [], []
+    for b in batches:
+        out = jax.device_get(eval_fn(state, parallel.put_batch(b)))
+        valid = np.asarray(b["valid"]).reshape(-1)
+        probs.append(np.asarray(out["prob"]).reshape(valid.size, -1)[valid, drug_col])
+        labels.append((np.asarray(b["kind"]).reshape(-1)[valid] == INSTAGRAM_POSITIVE).astype(int))
+        losses.append(np.asarray(out["loss"]).reshape(-1)[valid])
+    res = binary_metrics(np.concatenate(labels), np.concatenate(probs))
+    res["loss"] = float(np.mean(np.concatenate(losses)))
+    return res
+
+
+def train_and_evaluate(
+    cfg: DictConfig | TrainConfig | Mapping,
+    workdir: str | Path,
+    *,
+    sources: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train per ``cfg`` in ``workdir`` (resuming from its checkpoints) and evaluate.
+
+    Args:
+      cfg: a :class:`TrainConfig` (or a DictConfig/dict of one).
+      workdir: the run directory: checkpoints/, metrics.jsonl, tensorboard/,
+        results.json (and features.npz for ``model.kind=heads``).
+      sources: data sources as returned by ``drugjax.data.builders.prepare`` (built
+        from ``cfg.data`` when None).
+
+    Returns:
+      The results (also written to ``workdir/results.json``): ``val`` (accuracy,
+      precision, recall, f1, auc, loss of the drug head on the validation fold),
+      ``objective``, ``step``, ``best_step``, ``interrupted`` and timings.
+    """
+    t_start = time.time()
+    config_dict = _as_dict(cfg)
+    cfg = _to_config(cfg)
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    if cfg.parallel.distributed:
+        # Several hosts: every process runs this same program; JAX needs to meet them
+        # before any device is touched. With no address, JAX detects SLURM/TPU settings.
+        jax.distributed.initialize(
+            coordinator_address=cfg.parallel.coordinator_address,
+            num_processes=cfg.parallel.num_processes,
+            process_id=cfg.parallel.process_id,
+        )
+    devices = jax.local_devices()
+    if cfg.parallel.num_devices is not None:
+        if not 1 <= cfg.parallel.num_devices <= len(devices):
+            raise ConfigError(f"parallel.num_devices={cfg.parallel.num_devices}, but {len(devices)} local devices exist")
+        devices = devices[: cfg.parallel.num_devices]
+    ndev = len(devices)
+    _check(cfg, ndev)
+    parallel = DataParallel(cfg.parallel.mode, devices)
+    is_main = jax.process_index() == 0
+    dtype = DTYPES[cfg.model.dtype]
+    tasks = tuple(cfg.model.tasks)
+    drug_col = tasks.index("drug")
+    dcfg = cfg.data
+    train_folds = [f for f in range(dcfg.num_folds) if f != dcfg.val_fold]
+    per_device, eval_per_device = dcfg.batch_size // ndev, dcfg.eval_batch_size // ndev
+    # Several hosts draw independent shuffles (seed + process index) of the same data.
+    data_seed = cfg.seed + jax.process_index()
+
+    if sources is None:
+        sources = _load_sources(cfg)
+    missing = [s for s in dcfg.sources if s not in sources]
+    if missing or not dcfg.sources:
+        raise ConfigError(f"data.sources={list(dcfg.sources)}: {missing} not among the built sources {sorted(sources)}")
+    if "posts" not in sources:
+        raise ConfigError("validation needs the 'posts' source (Instagram posts with drug labels)")
+    train_sources = {n: sources[n] for n in dcfg.sources}
+    if "web" in train_sources:
+        train_sources["web"] = _TrainFoldSource(train_sources["web"], train_folds[0])
+
+    key = jax.random.PRNGKey(cfg.seed)
+    init_key, state_key = jax.random.split(key)
+    bb_cfg = cfg.model.backbone
+    heads = MultitaskHeads(hidden=tuple(cfg.model.hidden), dropout_rate=cfg.model.dropout, tasks=tasks, dtype=dtype)
+    backbone_vars = _load_backbone_weights(bb_cfg.weights) if bb_cfg.weights else None
+
+    if cfg.model.kind == "end_to_end":
+        backbone = _backbone(cfg, dtype)
+        model = EndToEnd(backbone=backbone, heads=heads, freeze_backbone=not bb_cfg.trainable, train_bn=bb_cfg.train_bn)
+        sample = jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3), jnp.float32)
+        from drugjax.data import pipeline
+
+        train_data = _ImageBatches(
+            pipeline.train_loader(
+                train_sources, image_size=dcfg.image_size, per_device_batch=per_device, num_devices=ndev,
+                seed=data_seed, folds=train_folds, mixture=dcfg.mixture, augment=dcfg.augment, workers=dcfg.workers,
+            )
+        )
+        val_loader = pipeline.eval_loader(
+            sources, image_size=dcfg.image_size, per_device_batch=eval_per_device, num_devices=ndev,
+            folds=[dcfg.val_fold], names=["posts"], workers=dcfg.workers,
+        )
+        val_batches = lambda: _eval_image_batches(val_loader)  # noqa: E731
+        units = "img"
+    else:
+        # The paper's set-up: features computed once with the backbone (frozen), then
+        # only the trunk and heads train.
+        backbone = _backbone(cfg, jnp.float32)
+        if backbone_vars is None:
+            bvars = backbone.init(init_key, jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3)), train=False)
+        else:
+            bvars = backbone_vars
+        names = sorted(set(dcfg.sources) | {"posts"})
+        fkey = feats_lib.cache_key(
+            backbone=bb_cfg.name, weights=bb_cfg.weights, transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=dcfg.image_size,
+            data=[dcfg.root, dcfg.preset, dcfg.seed], sizes={n: len(sources[n]) for n in names},
+        )
+        fpath = workdir / "features.npz"
+        feats = feats_lib.load_features(fpath, fkey)
+        if feats is None:
+            log.info("extracting backbone features of %s (once; cached in %s)", names, fpath)
+            feats = feats_lib.extract_features(
+                backbone, bvars, sources, names=names, image_size=dcfg.image_size,
+                batch_size=dcfg.eval_batch_size, workers=dcfg.workers,
+            )
+            if is_main:
+                feats_lib.save_features(fpath, feats, fkey)
+        train_x, train_k = [], []
+        for n in dcfg.sources:
+            keep = np.isin(feats[n]["fold"], train_folds) if n == "posts" else np.ones(len(feats[n]["kind"]), bool)
+            train_x.append(feats[n]["features"][keep])
+            train_k.append(feats[n]["kind"][keep])
+        train_data = feats_lib.FeatureLoader(
+            np.concatenate(train_x), np.concatenate(train_k), per_device_batch=per_device, num_devices=ndev, seed=data_seed
+        )
+        vmask = feats["posts"]["fold"] == dcfg.val_fold
+        fixed_val = feats_lib.eval_batches(
+            feats["posts"]["features"][vmask], feats["posts"]["kind"][vmask],
+            per_device_batch=eval_per_device, num_devices=ndev,
+        )
+        val_batches = lambda: iter(fixed_val)  # noqa: E731
+        model = heads
+        sample = jnp.zeros((1, feats["posts"]["features"].shape[1]), jnp.float32)
+        units = "samples"
+
+    variables = _plain(model.init({"params": init_key, "dropout": init_key}, sample, train=False))
+    if backbone_vars is not None and cfg.model.kind == "end_to_end":
+        variables["params"]["backbone"] = _graft(variables["params"]["backbone"], _plain(backbone_vars["params"]), "model.backbone.weights")
+        if "batch_stats" in variables:
+            variables["batch_stats"]["backbone"] = _graft(
+                variables["batch_stats"]["backbone"], _plain(backbone_vars.get("batch_stats", {})), "model.backbone.weights"
+            )
+    if cfg.init_from:
+        warm = read_params(cfg.init_from)
+        p = _plain(warm["params"])
+        if jax.tree.structure(p) == jax.tree.structure(variables["params"]):
+            variables["params"] = _graft(variables["params"], p, f"init_from={cfg.init_from}")
+            if warm["batch_stats"] and "batch_stats" in variables:
+                variables["batch_stats"] = _graft(variables["batch_stats"], _plain(warm["batch_stats"]), f"init_from={cfg.init_from}")
+        elif "heads" in variables["params"]:
+            # A heads-only run (paper_mtl) warm-starting the heads of an end-to-end model.
+            variables["params"]["heads"] = _graft(variables["params"]["heads"], p, f"init_from={cfg.init_from}")
+        else:
+            raise ConfigError(f"init_from={cfg.init_from}: its parameters match neither this model nor its heads")
+
+    trainable_backbone = cfg.model.kind == "end_to_end" and bb_cfg.trainable
+    tx = make_optimizer(cfg.optim, variables["params"], total_steps=cfg.steps,
+                        backbone_trainable=trainable_backbone, backbone_lr_factor=bb_cfg.lr_factor)
+    state = TrainState.create(apply_fn=model.apply, variables=variables, tx=tx, rng=state_key)
+
+    ckpt_dir = workdir / "checkpoints"
+    ckpts = Checkpoints(ckpt_dir, keep=cfg.keep_checkpoints, best_metric=cfg.best_metric)
+    writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main)
+    start = 0
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype), state.to_tree())
+    restored = ckpts.restore_latest(abstract)
+    if restored is not None:
+        start, tree, meta, saved_cfg = restored
+        changes = _config_changes(saved_cfg, config_dict)
+        if changes:
+            ckpts.close()
+            raise ConfigError(
+                f"{workdir} holds a run with a different config (saved, now): {changes}. "
+                "Use another run directory (e.g. name=...) or delete that one to start afresh."
+            )
+        state = state.from_tree(tree)
+        train_data.set_state(meta["data_state"])
+        writer.truncate_after(start)
+        log.info("resumed from %s at step %d", ckpt_dir, start)
+    state = parallel.put_state(state)
+    train_fn, eval_fn = make_steps(parallel, relation_weight=cfg.model.relation_weight, tasks=tasks)
+
+    pending: list[tuple[int, dict]] = []
+    last_good = start if restored is not None else None
+    val: dict[str, float] | None = None
+    interrupted = False
+    step = start
+    t_window, n_window = time.time(), 0
+    global_batch = dcfg.batch_size
+    bar = None
+    if cfg.progress and is_main and start < cfg.steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
+
+    def flush():
+        nonlocal t_window, n_window
+        if not pending:
+            return
+        host = jax.device_get([m for _, m in pending])
+        for (s, _), m in zip(pending, host):
+            _check_finite(s, m, tasks, ckpt_dir, last_good)
+        s_last = pending[-1][0]
+        m = host[-1]
+        elapsed = max(time.time() - t_window, 1e-9)
+        rate = n_window * global_batch / elapsed
+        mean_loss = float(np.mean([h["loss"] for h in host]))
+        values = {"loss": mean_loss, "grad_norm": float(m["grad_norm"]), f"{units}_per_s": rate}
+        values.update({f"loss_{t}": float(v) for t, v in zip(tasks, np.atleast_1d(m["task_loss"]))})
+        writer.write(s_last, "train", values)
+        if bar is not None:
+            bar.set_postfix(loss=f"{mean_loss:.4f}", **{f"{units}/s": f"{rate:.1f}"})
+        pending.clear()
+        t_window, n_window = time.time(), 0
+
+    try:
+        with _Stop() as stop:
+            while step < cfg.steps:
+                batch = next(train_data)
+                state, metrics = train_fn(state, parallel.put_batch(batch))
+                step += 1
+                n_window += 1
+                pending.append((step, metrics))
+                if cfg.parallel.block_every_step:
+                    jax.block_until_ready(metrics)
+                if bar is not None:
+                    bar.update(1)
+                last = step == cfg.steps
+                do_eval = last or step % cfg.eval_every == 0
+                do_ckpt = do_eval or step % cfg.checkpoint_every == 0 or stop.requested
+                if do_ckpt or step % cfg.log_every == 0:
+                    flush()  # raises on NaN/Inf before anything is saved
+                if do_eval:
+                    val = _evaluate(eval_fn, state, val_batches(), parallel, drug_col)
+                    writer.write(step, "val", val)
+                    t_window = time.time()  # keep evaluation out of the throughput
+                if do_ckpt:
+                    ckpts.save(step, state.to_tree(), data_state=train_data.get_state(), config=config_dict,
+                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None)
+                    last_good = step
+                if stop.requested and not last:
+                    interrupted = True
+                    log.warning("SIGTERM: saved a checkpoint at step %d; run the same command to resume", step)
+                    break
+        if val is None and not interrupted:
+            # Nothing left to train (a finished run started again): evaluate the state.
+            val = _evaluate(eval_fn, state, val_batches(), parallel, drug_col)
+    finally:
+        if bar is not None:
+            bar.close()
+        best_step = ckpts.best_step()
+        ckpts.close()
+        writer.close()
+        close = getattr(train_data, "close", None)
+        if close:
+            close()
+
+    results = {
+        "name": cfg.name,
+        "step": int(step),
+        "steps": cfg.steps,
+        "interrupted": interrupted,
+        "val": val,
+        "objective": None if val is None else val[cfg.objective],
+        "objective_name": cfg.objective,
+        "best_step": best_step,
+        "workdir": str(workdir),
+        "devices": ndev,
+        "parallel": cfg.parallel.mode,
+        "wall_time_s": round(time.time() - t_start, 2),
+    }
+    if is_main:
+        tmp = workdir / "results.json.tmp"
+        tmp.write_text(json.dumps(jsonable(results), indent=2) + "\n")
+        tmp.replace(workdir / "results.json")
+    return results
+
+
+def final_params(workdir: str | Path) -> dict:
+    """The parameters of a run's latest checkpoint (numpy), e.g. to compare runs."""
+    return read_params(workdir)["params"]
+
+
+__all__ = ["train_and_evaluate", "NonFiniteError", "ConfigError", "final_params"]
