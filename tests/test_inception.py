@@ -45,19 +45,6 @@ def reference():
     return ref, from_torchvision(state)
 
 
-@pytest.fixture(scope="module")
-def apply_fn():
-    model = InceptionV1(num_classes=1000)
-    return jax.jit(lambda v, x: model.apply(v, x, train=False))
-
-
-def _features_and_logits(variables, x, apply_fn):
-    # Features are the classifier's input; get them with the same jitted graph by
-    # applying a head-less model to params without fc would recompile, so read them via
-    # the identity: logits = features @ W + b is checked separately against torchvision.
-    return np.asarray(apply_fn(variables, x))
-
-
 def test_parameter_count():
     variables = jax.eval_shape(lambda: InceptionV1(num_classes=1000).init(
         jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)), train=False))
@@ -92,12 +79,15 @@ def test_transform_input_matches_torchvision(reference):
 
 
 def test_bfloat16_compute_close_to_float32(reference):
+    # bfloat16 activations lose ~0.2% per layer; through 22 layers of these random
+    # weights that adds up to ~1.7% at 224x224 (measured), under the 2% budget.
     ref, variables = reference
-    x = jnp.asarray(maker.normalise(ref["images_97"]))
+    x = jnp.asarray(maker.normalise(ref["images_224"]))
     model = InceptionV1(num_classes=1000, dtype=jnp.bfloat16)
-    logits = np.asarray(jax.jit(lambda v, x: model.apply(v, x))(variables, x), np.float32)
-    want = ref["logits_97"]
-    assert logits.dtype == np.float32 or True
+    logits = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+    assert logits.dtype == jnp.bfloat16
+    logits = np.asarray(logits, np.float32)
+    want = ref["logits_224"]
     rel = np.linalg.norm(logits - want) / np.linalg.norm(want)
     assert rel <= 2e-2, rel
 
@@ -107,16 +97,19 @@ def test_train_mode_updates_batch_stats_and_uses_dropout():
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     assert set(variables) == {"params", "batch_stats"}
-    step = jax.jit(lambda v, x, key: model.apply(v, x, train=True, mutable=["batch_stats"],
-                                                 rngs={"dropout": key}))
+    step = jax.jit(lambda v, x, key: model.apply(
+        v, x, train=True, mutable=["batch_stats", "intermediates"], rngs={"dropout": key},
+        capture_intermediates=lambda mdl, _: mdl.name == "conv" and mdl.parent.name == "conv1"))
     out1, upd = step(variables, x, jax.random.PRNGKey(2))
     out2, _ = step(variables, x, jax.random.PRNGKey(3))
     assert out1.shape == (2, 5)
     assert not np.allclose(out1, out2)  # dropout differs by key
+    conv1_out = upd["intermediates"]["conv1"]["conv"]["__call__"][0]
     old = variables["batch_stats"]["conv1"]["bn"]["mean"]
     new = upd["batch_stats"]["conv1"]["bn"]["mean"]
     # flax momentum 0.9 == torch momentum 0.1: new = 0.9 * old + 0.1 * batch mean.
-    assert np.allclose(new, 0.1 * (new - 0.9 * old) / 0.1 + 0.9 * old)
+    np.testing.assert_allclose(new, 0.9 * old + 0.1 * conv1_out.mean(axis=(0, 1, 2)),
+                               rtol=1e-5, atol=1e-6)
     assert not np.allclose(new, old)
 
 
