@@ -334,7 +334,7 @@ def _decode(full: Path, norm: str, max_pixels: int, odd: collections.Counter | N
             raise ImageError(f"not an image (unrecognised format): {norm}") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             msg = str(e)
-            if "truncated" in msg or isinstance(e, EOFError) or "broken data stream" in msg:
+            if "truncated" in msg.lower() or isinstance(e, EOFError) or "broken data stream" in msg:
                 raise ImageError(f"truncated image file: {norm}") from None
             raise ImageError(f"cannot decode {norm}: {msg}") from None
     return arr
