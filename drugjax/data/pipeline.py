@@ -180,18 +180,17 @@ class _Collate:
         d, b = self.shape
         n, total = len(elements), d * b
         s = self.image_size
-        images = np.zeros((total, s, s, 3), np.uint8)
+        # Padding is all zeros after normalisation: the mean image, not a black one.
+        images = np.zeros((total, s, s, 3), np.float32)
         kind = np.zeros(total, np.int32)
         index = np.full(total, -1, np.int64)
         for i, e in enumerate(elements):
-            images[i] = e["image"]
+            aug.normalize(e["image"], out=images[i])
             kind[i] = e["kind"]
             index[i] = e["index"]
         valid = np.arange(total) < n
-        normalized = aug.normalize(images)
-        normalized[n:] = 0.0  # padding is the mean image, not a black one
         return {
-            "image": normalized.reshape(d, b, s, s, 3),
+            "image": images.reshape(d, b, s, s, 3),
             "kind": kind.reshape(d, b),
             "valid": valid.reshape(d, b),
             "index": index.reshape(d, b),
