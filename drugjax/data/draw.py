@@ -34,6 +34,27 @@ STYLES: tuple[str, ...] = ("instagram", "web")
 Colour = tuple[int, int, int]
 
 
+def _box(xy):
+    (x0, y0, x1, y1) = xy
+    return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+
+
+class _Draw(ImageDraw.ImageDraw):
+    """ImageDraw that accepts boxes with swapped corners (small sizes produce them)."""
+
+    def rectangle(self, xy, *a, **kw):
+        return super().rectangle(_box(xy), *a, **kw)
+
+    def ellipse(self, xy, *a, **kw):
+        return super().ellipse(_box(xy), *a, **kw)
+
+    def rounded_rectangle(self, xy, *a, **kw):
+        return super().rounded_rectangle(_box(xy), *a, **kw)
+
+    def arc(self, xy, *a, **kw):
+        return super().arc(_box(xy), *a, **kw)
+
+
 def _hsv(h: float, s: float, v: float) -> Colour:
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
     return int(r * 255), int(g * 255), int(b * 255)
@@ -470,7 +491,7 @@ def _background_instagram(rng, W: int) -> Image.Image:
     base = np.array(_hsv(rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.2, 0.9)), np.float32)
     small = np.clip(base + rng.normal(0, rng.uniform(10, 45), (k, k, 3)), 0, 255).astype(np.uint8)
     im = Image.fromarray(small).resize((W, W), Image.BILINEAR)
-    d = ImageDraw.Draw(im)
+    d = _Draw(im)
     if rng.random() < 0.4:  # a wooden table top
         y = W * rng.uniform(0.3, 0.6)
         wood = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.7))
@@ -498,7 +519,7 @@ def _watermark(rng, im: Image.Image) -> Image.Image:
     """A stock-photo watermark: translucent diagonal bars or a corner logo."""
     W = im.size[0]
     over = im.copy()
-    d = ImageDraw.Draw(over)
+    d = _Draw(over)
     col = (255, 255, 255) if rng.random() < 0.5 else (120, 120, 120)
     if rng.random() < 0.6:
         step = W * rng.uniform(0.2, 0.35)
@@ -570,7 +591,7 @@ def render(
     W = 2 * size
     insta = style == "instagram"
     im = _background_instagram(rng, W) if insta else _background_web(rng, W)
-    d = ImageDraw.Draw(im)
+    d = _Draw(im)
     drawer = _DRAWERS[content]
     kw = {"menu": menu} if content == "screenshot" else {}
     if insta:
@@ -582,7 +603,7 @@ def render(
             _DRAWERS[other](d, rng, rng.uniform(0, W), rng.uniform(0, W), W * rng.uniform(0.15, 0.3))
         if rng.random() < 0.3 * clutter:  # smoke or haze
             over = im.copy()
-            od = ImageDraw.Draw(over)
+            od = _Draw(over)
             for _ in range(int(rng.integers(3, 8))):
                 x, y, r = rng.uniform(0, W), rng.uniform(0, W), W * rng.uniform(0.08, 0.25)
                 od.ellipse([x - r, y - r, x + r, y + r], fill=(210, 210, 215))
