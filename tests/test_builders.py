@@ -12,7 +12,7 @@ from PIL import Image
 
 from drugjax.data import builders as B
 from drugjax.data import pipeline as P
-from drugjax.data import schema
+from drugjax.data import schema, synthetic
 
 
 def _image(root: Path, name: str, value: int, mode: str = "RGB", fmt: str = "PNG", size=(14, 10)) -> str:
@@ -135,7 +135,7 @@ def test_builds_record_version_and_origin(built):
 
 def test_synthetic_config_names_preset_and_seed():
     cfg = B.synthetic_config("paper", 3, 224)
-    assert cfg.name == "synthetic_paper_seed3_224px" and (cfg.preset, cfg.seed) == ("paper", 3)
+    assert cfg.name.startswith("synthetic_paper_seed3_224px_gen") and (cfg.preset, cfg.seed) == ("paper", 3)
     assert "paper" in cfg.description and "seed 3" in cfg.description
 
 
@@ -230,3 +230,45 @@ def test_missing_root_or_posts_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(B.BuildError, match="posts.jsonl is missing"):
         B.prepare(tmp_path / "empty", data_dir=tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- synthetic world
+
+
+def _ids(source):
+    return [source[i]["id"] for i in range(len(source))]
+
+
+def test_prepare_synthetic_generates_once_and_rebuilds_for_another_seed(tmp_path, monkeypatch):
+    calls = []
+    real = synthetic.generate
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(k) or real(*a, **k))
+    first = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
+    md = first["posts"].metadata
+    assert (md["source"], md["preset"], md["seed"], md["image_size"]) == ("synthetic", "tiny", 0, 96)
+    assert md["world"]["generator"] == "drugjax.data.synthetic" and md["builder_version"] == "1.0.0"
+    # Round trip through generator, validation and builder: the same records come back.
+    root = tmp_path / "synthetic" / B._world_name("tiny", 0, 96)
+    assert [json.loads(first["posts"][i]["json"]) for i in range(len(first["posts"]))] == schema.load_posts(root).records
+    assert all(not s.rejections for s in first.values())
+    again = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
+    assert len(calls) == 1 and _ids(again["posts"]) == _ids(first["posts"])
+    other = B.prepare(None, preset="tiny", seed=1, data_dir=tmp_path)
+    assert len(calls) == 2 and other["posts"].metadata["seed"] == 1
+    assert [other["posts"][i]["json"] for i in range(5)] != [first["posts"][i]["json"] for i in range(5)]
+
+
+def test_interrupted_generation_is_not_mistaken_for_a_world(tmp_path, monkeypatch):
+    real = synthetic.generate
+
+    def interrupted(out, **kw):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "posts.jsonl").write_text("")  # half a world
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
+    monkeypatch.setattr(synthetic, "generate", real)
+    sources = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
+    assert len(sources["posts"]) == synthetic.PRESETS["tiny"].n_posts

@@ -92,10 +92,17 @@ class DrugjaxConfig(tfds.core.BuilderConfig):
     max_rejected: float = DEFAULT_MAX_REJECTED
 
 
+def _world_name(preset: str, seed: int, image_size: int) -> str:
+    from drugjax.data.synthetic import GENERATOR_VERSION
+
+    # The generator's version is part of the name: a changed generator makes new worlds.
+    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{GENERATOR_VERSION}"
+
+
 def synthetic_config(preset: str, seed: int, image_size: int, max_rejected: float = DEFAULT_MAX_REJECTED) -> DrugjaxConfig:
     """The config of a build of the synthetic world ``(preset, seed, image_size)``."""
     return DrugjaxConfig(
-        name=f"synthetic_{preset}_seed{seed}_{image_size}px",
+        name=_world_name(preset, seed, image_size),
         description=f"drugjax synthetic world, preset {preset!r}, seed {seed}, {image_size} px images",
         source="synthetic",
         preset=preset,
@@ -234,6 +241,9 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         md["oddities"] = dict(loaded.oddities)
         md["counts"] = {k: list(v) for k, v in loaded.counts.items()}
         md.update(self._columns(loaded.records))
+        world = root / "world.json"  # a synthetic world says how it was made
+        if world.is_file():
+            md["world"] = json.loads(world.read_text(encoding="utf-8"))
         return {SPLIT: self._generate_examples(root=root, records=loaded.records)}
 
     def _columns(self, records: list[dict]) -> dict:
@@ -507,7 +517,7 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
     from drugjax.data import synthetic  # the generator pulls in more than loading needs
 
     worlds = Path(data_dir) / "synthetic"
-    final = worlds / f"{preset}_seed{seed}_{image_size}px"
+    final = worlds / _world_name(preset, seed, image_size)
     if (final / ".complete").is_file():
         return final
     if final.exists():  # not ours to trust: a leftover without the completion mark
