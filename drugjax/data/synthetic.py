@@ -588,6 +588,32 @@ def _is_previous_world(path: Path) -> bool:
     return (path / "world.json").is_file() or (path / "posts.jsonl").is_file()
 
 
+def _plan_world(preset: str, seed: int, image_size: int, knobs: dict[str, Any]) -> "_World":
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+    unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(WorldConfig)})
+    if unknown:
+        raise ValueError(f"unknown knobs {unknown}; see WorldConfig for the knobs")
+    cfg = dataclasses.replace(PRESETS[preset], **knobs)
+    if not 0 <= cfg.n_drug_posts <= cfg.n_posts or not 0 <= cfg.n_dealers <= cfg.n_accounts:
+        raise ValueError("need 0 <= n_drug_posts <= n_posts and 0 <= n_dealers <= n_accounts")
+    world = _World(cfg, seed, image_size)
+    world.records = world.build()
+    return world
+
+
+def plan(
+    preset: str = "small", seed: int = 0, image_size: int = 96, **knobs: Any
+) -> tuple[list[dict], list[dict], list[dict], dict[str, list[dict]]]:
+    """The records :func:`generate` would write, without drawing any image (fast).
+
+    Returns ``(posts, web, accounts, timelines)``; timelines maps usernames to posts.
+    """
+    return _plan_world(preset, seed, image_size, knobs).records
+
+
 def generate(
     out: str | Path,
     preset: str = "small",
@@ -610,19 +636,11 @@ def generate(
         The bytes do not depend on it.
       knobs: overrides of :class:`WorldConfig` fields.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
-    cfg = dataclasses.replace(PRESETS[preset], **knobs)
-    if not 0 <= cfg.n_drug_posts <= cfg.n_posts or not 0 <= cfg.n_dealers <= cfg.n_accounts:
-        raise ValueError("need 0 <= n_drug_posts <= n_posts and 0 <= n_dealers <= n_accounts")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not _is_previous_world(out):
         raise FileExistsError(f"{out} is not empty and holds no synthetic world; choose an empty or new folder")
-
-    world = _World(cfg, seed, image_size)
-    posts, web, accounts, timelines = world.build()
+    world = _plan_world(preset, seed, image_size, knobs)
+    posts, web, accounts, timelines = world.records
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
