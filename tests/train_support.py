@@ -57,3 +57,31 @@ def tiny_config(**overrides) -> TrainConfig:
             raise KeyError(key)
         setattr(obj, last, value)
     return cfg
+
+
+def write_root(root, n_posts: int = 30, n_web: int = 16, size: int = 32, seed: int = 0):
+    """A tiny dataset ROOT in the drugjax format (posts.jsonl, web.jsonl, images/)."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    sources = make_sources(n_posts, n_web, size, seed)
+    with (root / "posts.jsonl").open("w") as f:
+        for i, r in enumerate(sources["posts"]):
+            rel = f"images/{r['id']}.png"
+            Image.fromarray(r["image"]).save(root / rel)
+            f.write(json.dumps({
+                "id": r["id"], "account": f"acct{i % 4}", "image": rel, "caption": "a post",
+                "tags": ["tag"], "comments": [], "timestamp": "2016-01-01T12:00:00+00:00",
+                "query": "tag", "drug": int(r["kind"]),
+            }) + "\n")
+    classes = {2: "weed", 3: "pills", 4: "syrup", 5: "negative"}
+    with (root / "web.jsonl").open("w") as f:
+        for r in sources["web"]:
+            rel = f"images/{r['id']}.png"
+            Image.fromarray(r["image"]).save(root / rel)
+            f.write(json.dumps({"id": r["id"], "image": rel, "class": classes[r["kind"]], "query": "q"}) + "\n")
+    return root

@@ -100,6 +100,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     name: str = "finetune"  # names the run directory runs/<name>
+    # The run directory; None = Hydra's output directory (runs/<name>, see
+    # conf/train.yaml), which is what makes "run the same command again" resume.
+    workdir: Optional[str] = None
     seed: int = 0  # every random choice of training flows from it
     steps: int = 120
     log_every: int = 10

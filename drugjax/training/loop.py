@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MODEL_KINDS = ("end_to_end", "heads")
 # Config keys that may change between a run and its resumption.
-_RESUME_FREE = {"steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "progress",
+_RESUME_FREE = {"workdir", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "progress",
                 "tensorboard", "objective", "tags", "name", "parallel", "data.workers", "init_from"}
 
 
@@ -131,6 +131,18 @@ def pipeline_scan(source):
     from drugjax.data import pipeline
 
     return pipeline.scan(source)
+
+
+def _feature_cache_dir(cfg: TrainConfig) -> Path:
+    if cfg.data.data_dir:
+        base = Path(cfg.data.data_dir).expanduser()
+    else:
+        from drugjax.data.builders import default_data_dir
+
+        base = Path(default_data_dir())
+    path = base / "features"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _load_sources(cfg: TrainConfig) -> dict:
@@ -281,7 +293,8 @@ def train_and_evaluate(
     Args:
       cfg: a :class:`TrainConfig` (or a DictConfig/dict of one).
       workdir: the run directory: checkpoints/, metrics.jsonl, tensorboard/,
-        results.json (and features.npz for ``model.kind=heads``).
+        results.json. (``model.kind=heads`` caches its features under
+        ``<data_dir>/features/``, shared between runs.)
       sources: data sources as returned by ``drugjax.data.builders.prepare`` (built
         from ``cfg.data`` when None).
 
@@ -370,7 +383,8 @@ def train_and_evaluate(
             backbone=bb_cfg.name, weights=bb_cfg.weights, transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=dcfg.image_size,
             data=[dcfg.root, dcfg.preset, dcfg.seed], sizes={n: len(sources[n]) for n in names},
         )
-        fpath = workdir / "features.npz"
+        # Shared by every run and sweep trial with the same backbone and data.
+        fpath = _feature_cache_dir(cfg) / f"features-{fkey}.npz"
         feats = feats_lib.load_features(fpath, fkey)
         if feats is None:
             log.info("extracting backbone features of %s (once; cached in %s)", names, fpath)
