@@ -78,8 +78,8 @@ class WorldConfig:
     pos_text_explicit: float = 0.55  # drug posts with an explicit drug caption
     pos_text_explicit_nondrug_image: float = 0.75  # ... when the picture shows no drug
     neg_text_explicit: float = 0.06  # innocent posts with a drug-sounding caption (jokes, lyrics)
-    pos_drug_tag: float = 0.5  # chance that each extra tag of a drug post is a dictionary term
-    neg_drug_tag: float = 0.22  # same for innocent posts
+    pos_drug_tag: float = 0.65  # chance that each extra tag of a drug post is a dictionary term
+    neg_drug_tag: float = 0.15  # same for innocent posts
     misspell: float = 0.08  # per-word chance of a typo or slang spelling
     label_noise: float = 0.03  # share of labelled posts whose label is flipped (annotation error)
     clutter_beta: tuple[float, float] = (2.0, 2.0)  # Instagram clutter ~ Beta(a, b)
@@ -150,6 +150,10 @@ SLANG = {
 }
 DRUG_EMOJI = ["🍃", "🌿", "💨", "🔥", "🍁", "💊", "💜", "🍇", "🥤", "😵", "🤑", "💰", "📦", "🚀", "⛽"]
 EMOJI = ["😂", "❤️", "🙌", "😍", "✨", "🎉", "🎶", "📸", "👀", "💯", "😎", "🙏", "🥰", "😭", "🤷"]
+# Hashtags of the drug scene beyond the search dictionary (what posters add to be found).
+SCENE_TAGS = ("plugwalk", "420life", "xanaxbars", "leanlife", "weedporn", "kushlife", "stonernation",
+              "highlife", "dabs", "smokeweedeveryday", "trippy", "purplelean", "xanaxnation", "cannabiscommunity",
+              "thcgang", "dispensary", "plugsonly", "pharmacy", "codeinecrazy", "dankmemes")
 GENERIC_TAGS = ("love", "instagood", "photooftheday", "tbt", "fitness", "food", "music", "weekend",
                 "party", "selfie", "nature", "friends", "happy", "style", "follow", "mood", "life",
                 "summer", "fun", "art", "beautiful", "gym", "hiphop", "cute")
@@ -289,11 +293,17 @@ class _Text:
         return self.noise(self.misspell(text))
 
     def tags(self, query: str, drug_p: float, cls: str | None) -> list[str]:
+        """The query tag plus extra tags; drug posts (cls given) stuff more tags, from
+        their drug's dictionary and the scene's own tags, innocent ones fewer."""
         r = self.rng
         tags = [query]
-        for _ in range(int(r.integers(0, 9))):
+        for _ in range(int(r.integers(1, 12) if cls else r.integers(0, 9))):
             if r.random() < drug_p:
-                pool = DICTIONARY[cls] if cls and r.random() < 0.7 else ALL_TERMS
+                u = r.random()
+                if cls:
+                    pool = DICTIONARY[cls] if u < 0.5 else (SCENE_TAGS if u < 0.8 else ALL_TERMS)
+                else:
+                    pool = ALL_TERMS if u < 0.85 else SCENE_TAGS
                 tags.append(self.pick(pool))
             else:
                 tags.append(self.pick(GENERIC_TAGS))
