@@ -38,4 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of the data
+        sys.stderr.close()
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports it
