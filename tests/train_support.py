@@ -85,3 +85,46 @@ def write_root(root, n_posts: int = 30, n_web: int = 16, size: int = 32, seed: i
             Image.fromarray(r["image"]).save(root / rel)
             f.write(json.dumps({"id": r["id"], "image": rel, "class": classes[r["kind"]], "query": "q"}) + "\n")
     return root
+
+
+class SlowSource:
+    """A source that sleeps on every read, so a subprocess run lasts long enough to be
+    killed mid-way (the tiny model is otherwise done in a blink)."""
+
+    def __init__(self, records, delay: float):
+        self.records, self.delay = records, delay
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        import time
+
+        time.sleep(self.delay)
+        return self.records[i]
+
+
+def main(argv=None) -> None:
+    """``python tests/train_support.py RUN_DIR [--steps N] [--delay S]``: a tiny
+    resumable training run, for the kill/SIGTERM tests (run in a subprocess)."""
+    import argparse
+    import json
+
+    from drugjax.training.loop import train_and_evaluate
+
+    p = argparse.ArgumentParser()
+    p.add_argument("workdir")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--delay", type=float, default=0.0)
+    args = p.parse_args(argv)
+    sources = make_sources()
+    if args.delay:
+        sources = {k: SlowSource(v, args.delay) for k, v in sources.items()}
+    cfg = tiny_config(steps=args.steps, checkpoint_every=2, eval_every=10)
+    cfg.parallel.block_every_step = True
+    res = train_and_evaluate(cfg, args.workdir, sources=sources)
+    print(json.dumps({"step": res["step"], "interrupted": res["interrupted"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

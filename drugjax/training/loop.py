@@ -375,7 +375,9 @@ def train_and_evaluate(
         # only the trunk and heads train.
         backbone = _backbone(cfg, jnp.float32)
         if backbone_vars is None:
-            bvars = backbone.init(init_key, jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3)), train=False)
+            bvars = jax.jit(lambda k, x: backbone.init(k, x, train=False))(
+                init_key, jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3))
+            )
         else:
             bvars = backbone_vars
         names = sorted(set(dcfg.sources) | {"posts"})
@@ -412,7 +414,10 @@ def train_and_evaluate(
         sample = jnp.zeros((1, feats["posts"]["features"].shape[1]), jnp.float32)
         units = "samples"
 
-    variables = _plain(model.init({"params": init_key, "dropout": init_key}, sample, train=False))
+    # Jitted: op-by-op initialisation compiles one kernel per layer, which costs
+    # seconds on CPU.
+    init = jax.jit(lambda k, x: model.init({"params": k, "dropout": k}, x, train=False))
+    variables = _plain(init(init_key, sample))
     if backbone_vars is not None and cfg.model.kind == "end_to_end":
         variables["params"]["backbone"] = _graft(variables["params"]["backbone"], _plain(backbone_vars["params"]), "model.backbone.weights")
         if "batch_stats" in variables:

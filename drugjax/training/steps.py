@@ -103,7 +103,7 @@ def train_step(
     metrics = {
         "loss": loss,
         "task_loss": task_loss,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "grad_finite": jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads),
     }
     return new_state, metrics
