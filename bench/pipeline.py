@@ -18,6 +18,7 @@ Building the synthetic world at a size happens once (cached under --data-dir).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
@@ -48,6 +49,33 @@ def pipeline_rate(sources, image_size: int, batch: int, workers: int, batches: i
             b["image"].sum()  # touch the data, as a host-to-device copy would
         elapsed = time.perf_counter() - start
     return batches * batch / elapsed
+
+
+def stage_costs(sources, image_size: int, n: int = 200) -> dict[str, float]:
+    """CPU milliseconds per image of each stage, in this process (process time, so other
+    jobs on the machine disturb it less than wall time)."""
+    import numpy as np
+
+    from drugjax.data import augment as aug
+
+    src = sources["web"]
+    data = [src[i]["image"] for i in range(min(n, len(src)))]
+    rng = np.random.default_rng(0)
+    cfg = aug.AugmentConfig()
+    aug.decode(data[0]).load()  # Pillow loads its codec plugins on first use
+    t0 = time.process_time()
+    decoded = [aug.decode(d) for d in data]
+    for im in decoded:
+        im.load()
+    t1 = time.process_time()
+    out = [aug.train_image(im, image_size, rng, cfg) for im in decoded]
+    t2 = time.process_time()
+    buf = np.empty((image_size, image_size, 3), np.float32)
+    for o in out:
+        aug.normalize(o, out=buf)
+    t3 = time.process_time()
+    k = 1000 / len(data)
+    return {"decode": (t1 - t0) * k, "crop+resize+flip": (t2 - t1) * k, "normalise": (t3 - t2) * k}
 
 
 def train_step_rate(image_size: int, batch: int, steps: int) -> tuple[float, str]:
@@ -111,18 +139,20 @@ def main(argv=None) -> int:
     rows = []
     for size in args.sizes:
         t0 = time.perf_counter()
-        sources = prepare(None, preset=args.preset, seed=0, image_size=size, data_dir=args.data_dir)
+        with contextlib.redirect_stdout(sys.stderr):  # tfds announces builds on stdout; keep it for the table
+            sources = prepare(None, preset=args.preset, seed=0, image_size=size, data_dir=args.data_dir)
         print(f"# {size} px: sources ready in {time.perf_counter() - t0:.1f} s "
               f"({len(sources['posts'])} posts, {len(sources['web'])} web images)", file=sys.stderr)
         rates = {}
         for w in args.workers:
             rates[w] = pipeline_rate(sources, size, args.batch, w, args.batches, args.warmup)
             print(f"# {size} px, {w} workers: {rates[w]:.0f} img/s", file=sys.stderr)
+        costs = stage_costs(sources, size)
         step = kind = None
         if not args.no_train_step:
             step, kind = train_step_rate(size, args.train_batch, args.train_steps)
             print(f"# {size} px train step on {kind}: {step:.1f} img/s", file=sys.stderr)
-        rows.append((size, rates, step, kind))
+        rows.append((size, rates, step, kind, costs))
 
     import jax
 
@@ -142,11 +172,15 @@ def main(argv=None) -> int:
     head += " | train step (img/s) | slowest pipeline / step |" if not args.no_train_step else " |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    for size, rates, step, kind in rows:
+    for size, rates, step, kind, _ in rows:
         cells = [f"{size} px"] + [f"{rates[w]:.0f}" for w in args.workers]
         if step is not None:
             cells += [f"{step:.1f} ({kind})", f"{min(rates.values()) / step:.1f}x"]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print("CPU ms per image, one core (decode / crop+resize+flip / normalise; image format: what the build stores):")
+    for size, _, _, _, costs in rows:
+        print(f"  {size} px: " + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()) + f", total {sum(costs.values()):.2f}")
     return 0
 
 

@@ -49,7 +49,10 @@ class AugmentConfig:
 
 
 def decode(image) -> Image.Image:
-    """An RGB PIL image from encoded bytes (JPEG, PNG, ...) or a uint8 (H, W, 3) array."""
+    """An RGB PIL image from encoded bytes (JPEG, PNG, ...), a uint8 (H, W, 3) array or a
+    PIL image."""
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
