@@ -93,10 +93,14 @@ class DrugjaxConfig(tfds.core.BuilderConfig):
 
 
 def _world_name(preset: str, seed: int, image_size: int) -> str:
-    from drugjax.data.synthetic import GENERATOR_VERSION
+    from drugjax.data import draw, synthetic
 
-    # The generator's version is part of the name: a changed generator makes new worlds.
-    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{GENERATOR_VERSION}"
+    # The generator's version and a digest of its code are part of the name: a changed
+    # generator makes new worlds instead of serving stale cached ones.
+    h = hashlib.sha1()
+    for module in (synthetic, draw):
+        h.update(Path(module.__file__).read_bytes())
+    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{synthetic.GENERATOR_VERSION}_{h.hexdigest()[:8]}"
 
 
 def synthetic_config(preset: str, seed: int, image_size: int, max_rejected: float = DEFAULT_MAX_REJECTED) -> DrugjaxConfig:
