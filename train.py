@@ -54,11 +54,12 @@ def run(cfg: DictConfig) -> float | None:
 @hydra.main(config_path="conf", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
+    from drugjax.training.checkpoint import CheckpointError
     from drugjax.training.loop import ConfigError, NonFiniteError
 
     try:
         return run(cfg)
-    except (ConfigError, NonFiniteError, FileNotFoundError) as e:
+    except (ConfigError, NonFiniteError, CheckpointError, FileNotFoundError) as e:
         # A user error or a diverged run: one clear sentence, no library traceback.
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr, flush=True)

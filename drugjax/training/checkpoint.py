@@ -22,6 +22,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -161,8 +162,19 @@ class Checkpoints:
             raise CheckpointError("the state's checksum does not match the one saved with it")
         return state, meta, config
 
-    def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict, dict] | None:
+    def read_config(self, step: int) -> dict:
+        """The run config saved with ``step``; raises :class:`CheckpointError`."""
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{type(e).__name__}: {e}") from e
+
+    def restore_latest(self, abstract_state: Any, check_config: Callable[[dict], None] | None = None) -> tuple[int, Any, dict, dict] | None:
         """Restore the newest readable step, setting damaged ones aside with a warning.
+
+        ``check_config(saved_config)`` runs first and may raise (e.g. when the saved run
+        has a different model): such an error propagates and nothing is moved, since a
+        checkpoint of another config is not a damaged one.
 
         Returns ``(step, state_tree, meta, config)``, or None when there is no checkpoint.
         """
@@ -171,9 +183,16 @@ class Checkpoints:
             if step is None:
                 return None
             try:
+                if check_config is not None:
+                    check_config(self.read_config(step))
                 state, meta, config = self.restore(step, abstract_state)
                 return step, state, meta, config
             except CheckpointError as e:
+                if "tree structures do not match" in str(e):
+                    raise CheckpointError(
+                        f"{self.directory / str(step)} holds a state of another structure than this "
+                        "model's (a different model or optimiser config); use another run directory"
+                    ) from e
                 aside = self.directory.parent / f"{self.directory.name}.corrupt" / str(step)
                 msg = (
                     f"checkpoint {self.directory / str(step)} is unreadable ({e}); moved it to "

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone
 from drugjax.tasks import INSTAGRAM_POSITIVE, TASKS
 from drugjax.training import features as feats_lib
-from drugjax.training.checkpoint import Checkpoints, read_params
+from drugjax.training.checkpoint import CheckpointError, Checkpoints, read_params
 from drugjax.training.config import TrainConfig
 from drugjax.training.metrics import METRICS, MetricWriter, binary_metrics, jsonable
 from drugjax.training.optim import make_optimizer
@@ -259,11 +259,11 @@ def _check_finite(step: int, m: dict, tasks, ckpt_dir: Path, last_good: int | No
             "Lower optim.learning_rate, keep optim.clip_norm > 0, or check the input data."
         )
 
-    if not np.isfinite(m["loss"]):
-        fail("loss", m["loss"])
     for t, v in zip(tasks, np.atleast_1d(m["task_loss"])):
         if not np.isfinite(v):
             fail(f"loss term of task '{t}'", v)
+    if not np.isfinite(m["loss"]):
+        fail("loss", m["loss"])
     bad = [jax.tree_util.keystr(p) for p, ok in jax.tree_util.tree_flatten_with_path(m["grad_finite"])[0] if not ok]
     if bad or not np.isfinite(m["grad_norm"]):
         fail(f"gradient of params{bad[0] if bad else ''}", m["grad_norm"])
@@ -447,16 +447,21 @@ def train_and_evaluate(
     writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main)
     start = 0
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype), state.to_tree())
-    restored = ckpts.restore_latest(abstract)
-    if restored is not None:
-        start, tree, meta, saved_cfg = restored
+    def check_config(saved_cfg: dict) -> None:
         changes = _config_changes(saved_cfg, config_dict)
         if changes:
-            ckpts.close()
             raise ConfigError(
                 f"{workdir} holds a run with a different config (saved, now): {changes}. "
                 "Use another run directory (e.g. name=...) or delete that one to start afresh."
             )
+
+    try:
+        restored = ckpts.restore_latest(abstract, check_config=check_config)
+    except (ConfigError, CheckpointError):
+        ckpts.close()
+        raise
+    if restored is not None:
+        start, tree, meta, _ = restored
         state = state.from_tree(tree)
         train_data.set_state(meta["data_state"])
         writer.truncate_after(start)
