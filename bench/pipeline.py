@@ -24,7 +24,6 @@ import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 
 def pipeline_rate(sources, image_size: int, batch: int, workers: int, batches: int, warmup: int) -> float:
