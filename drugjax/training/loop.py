@@ -557,6 +557,7 @@ def train_and_evaluate(
         "devices": ndev,
         "parallel": cfg.parallel.mode,
         "wall_time_s": round(time.time() - t_start, 2),
+        "config": config_dict,
     }
     if is_main:
         tmp = workdir / "results.json.tmp"
