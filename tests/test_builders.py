@@ -272,3 +272,21 @@ def test_interrupted_generation_is_not_mistaken_for_a_world(tmp_path, monkeypatc
     monkeypatch.setattr(synthetic, "generate", real)
     sources = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
     assert len(sources["posts"]) == synthetic.PRESETS["tiny"].n_posts
+
+
+def test_bad_images_are_rejected_by_the_build_with_the_validators_reason(tmp_path):
+    root = make_root(tmp_path / "root")
+    (root / "images" / "empty.png").write_bytes(b"")
+    with open(root / "web.jsonl", "a") as f:
+        f.write(json.dumps({"id": "gone", "image": "images/nope.png", "class": "weed", "query": "q"}) + "\n")
+        f.write(json.dumps({"id": "empty", "image": "images/empty.png", "class": "pills", "query": "q"}) + "\n")
+        f.write(json.dumps({"id": "out", "image": "../outside.png", "class": "syrup", "query": "q"}) + "\n")
+    sources = B.prepare(root, image_size=8, data_dir=tmp_path / "cache", max_rejected=0.5)
+    assert [str(r) for r in sources["web"].rejections] == [
+        str(r) for r in schema.load_web(root).rejections
+    ]
+    reasons = {r.line: r.reason for r in sources["web"].rejections}
+    assert reasons[7] == "file not found: images/nope.png"
+    assert reasons[8] == "empty file: images/empty.png"
+    assert "escapes ROOT" in reasons[9]
+    assert len(sources["web"]) == 6  # every good record kept
