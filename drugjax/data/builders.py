@@ -489,6 +489,17 @@ class Source:
         return f"Source({len(self)} examples, {what}, image_size={md.get('image_size')})"
 
 
+class _QuietCustomConfig(logging.Filter):
+    """tfds warns on every builder made from a config object ("Using custom data
+    configuration"): that is how all drugjax builds are made, so it says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
+
+
+logging.getLogger("absl").addFilter(_QuietCustomConfig())
+
+
 def build(
     name: str, root: str | Path, config: DrugjaxConfig, data_dir: str | Path
 ) -> Source:
