@@ -31,6 +31,9 @@ def run(cfg: DictConfig) -> float | None:
     was stopped by SIGTERM before finishing)."""
     from drugjax.training.loop import ConfigError, train_and_evaluate
 
+    # absl (orbax, tfds) logs every dataset and checkpoint operation at INFO, which
+    # Hydra's logging would print; keep the console to the progress bar and results.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     workdir = cfg.workdir
     if workdir is None:
         if not HydraConfig.initialized():

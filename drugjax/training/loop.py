@@ -410,6 +410,9 @@ def train_and_evaluate(
             per_device_batch=eval_per_device, num_devices=ndev,
         )
         val_batches = lambda: iter(fixed_val)  # noqa: E731
+        if dcfg.mixture is not None:
+            log.warning("data.mixture applies to end-to-end training; on features every training "
+                        "example is drawn equally often")
         model = heads
         sample = jnp.zeros((1, feats["posts"]["features"].shape[1]), jnp.float32)
         units = "samples"
