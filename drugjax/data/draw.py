@@ -9,8 +9,9 @@ the other, yet they differ the way the paper's Figure 4 shows:
 
 * ``instagram``: cluttered, textured backgrounds (tables, rooms, fabric), objects small and
   off-centre, phone-camera colour filters, vignetting, blur and sensor noise;
-* ``web``: clean white product-shot backgrounds, large centred objects, pill-chart grids,
-  and semi-transparent stock-photo watermarks.
+* ``web``: clean white product-shot backgrounds (35 % are photos in a real setting
+  instead), large centred objects, pill-chart grids, semi-transparent stock-photo
+  watermarks, no phone filter.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ CONFUSER_CONTENTS: tuple[str, ...] = ("vitamins", "green_food", "houseplant", "p
 GENERIC_CONTENTS: tuple[str, ...] = ("selfie", "landscape", "food", "pet", "party", "car")
 CONTENTS: tuple[str, ...] = DRUG_CONTENTS + CONFUSER_CONTENTS + GENERIC_CONTENTS
 STYLES: tuple[str, ...] = ("instagram", "web")
+# Share of web images that are photos in a real setting rather than product shots.
+WEB_PHOTO_SHARE = 0.35
 
 Colour = tuple[int, int, int]
 
@@ -590,7 +593,12 @@ def render(
     rng = np.random.default_rng(list(seed))
     W = 2 * size
     insta = style == "instagram"
-    im = _background_instagram(rng, W) if insta else _background_web(rng, W)
+    # A share of web results are photos in real settings (news, forums) rather than
+    # product shots: their background is a scene, but the object stays large and centred
+    # and no phone filter is applied. Without them "clean background" alone would say
+    # "web positive", a shortcut that does not transfer to Instagram.
+    web_photo = not insta and rng.random() < WEB_PHOTO_SHARE
+    im = _background_instagram(rng, W) if insta or web_photo else _background_web(rng, W)
     d = _Draw(im)
     drawer = _DRAWERS[content]
     kw = {"menu": menu} if content == "screenshot" else {}
@@ -618,7 +626,8 @@ def render(
                     c, c2 = _pill_colour(rng)
                     _pill(d, rng, W * (0.2 + 0.25 * i), W * (0.25 + 0.3 * j), W * 0.14, str(rng.choice(PILL_SHAPES)), c, c2, ang=0.0)
         else:
-            d.ellipse([W / 2 - s * 0.5, W / 2 + s * 0.35, W / 2 + s * 0.5, W / 2 + s * 0.5], fill=(225, 225, 225))
+            if not web_photo:  # the product shot's soft shadow
+                d.ellipse([W / 2 - s * 0.5, W / 2 + s * 0.35, W / 2 + s * 0.5, W / 2 + s * 0.5], fill=(225, 225, 225))
             drawer(d, rng, W / 2 + rng.normal(0, W * 0.03), W / 2 + rng.normal(0, W * 0.03), s, **kw)
         if rng.random() < 0.6:
             im = _watermark(rng, im)

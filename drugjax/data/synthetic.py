@@ -49,7 +49,7 @@ import numpy as np
 
 from drugjax.data import draw
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the same seed would give different bytes
 
 # --------------------------------------------------------------------------- configuration
 
@@ -660,7 +660,7 @@ def generate(
         (tmp / d).mkdir(parents=True, exist_ok=True)
     jobs = world.jobs
     if workers is None:
-        workers = 1 if len(jobs) < 3000 else min(4, os.cpu_count() or 1)
+        workers = 1 if len(jobs) < 1000 else min(4, os.cpu_count() or 1)
     if workers <= 1:
         _render_chunk(jobs, str(tmp))
     else:
