@@ -33,7 +33,8 @@ def run(cfg: DictConfig) -> float | None:
 
     # absl (orbax, tfds) logs every dataset and checkpoint operation at INFO, which
     # Hydra's logging would print; keep the console to the progress bar and results.
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    for name in ("absl", "jax"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     workdir = cfg.workdir
     if workdir is None:
         if not HydraConfig.initialized():
