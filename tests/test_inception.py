@@ -121,3 +121,33 @@ def test_rejects_bad_input():
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 64, 64)))
     with pytest.raises(ValueError, match="at least 64x64"):
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+
+
+@pytest.mark.parametrize("k,stride,pad", [(7, 2, 3), (1, 1, 0), (3, 1, 1), (3, 2, 1)])
+def test_conv_gradient_matches_autodiff(k, stride, pad):
+    # conv2d's hand-written kernel gradient (im2col matmul) against XLA's own.
+    from drugjax.models.inception import _conv, conv2d
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 11, 3))
+    w = jax.random.normal(jax.random.PRNGKey(1), (k, k, 3, 4))
+    loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, stride, pad)))  # noqa: E731
+    got = jax.grad(loss(conv2d), (0, 1))(x, w)
+    want = jax.grad(loss(_conv), (0, 1))(x, w)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window,stride,pads", [(3, 2, ((0, 1), (0, 1))), (3, 1, ((1, 1), (1, 1))),
+                                                (2, 2, ((0, 1), (0, 0)))])
+def test_max_pool_gradient_matches_autodiff(window, stride, pads):
+    # Hand-written max-pool gradient against reduce_window's, ties included (ReLU zeros,
+    # repeated values): both send the gradient to the first maximum in scan order.
+    import flax.linen as nn
+
+    from drugjax.models.inception import max_pool
+
+    x = jnp.round(jax.nn.relu(jax.random.normal(jax.random.PRNGKey(0), (2, 9, 8, 3))) * 2)
+    g = jax.random.normal(jax.random.PRNGKey(1), max_pool(x, window, stride, pads).shape)
+    got = jax.vjp(lambda x: max_pool(x, window, stride, pads), x)[1](g)[0]
+    want = jax.vjp(lambda x: nn.max_pool(x, (window, window), (stride, stride), pads), x)[1](g)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

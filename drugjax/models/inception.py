@@ -22,11 +22,14 @@ Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's mo
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 Dtype = Any
 
@@ -49,6 +52,57 @@ INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 
+def _pool_taps(xp: jnp.ndarray, window: int, stride: int, ho: int, wo: int):
+    """(dy, dx, strided slice of xp seen by window tap (dy, dx)), in torch's scan order."""
+    n, _, _, c = xp.shape
+    for dy in range(window):
+        for dx in range(window):
+            end = (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, c)
+            yield dy, dx, lax.slice(xp, (0, dy, dx, 0), end, (1, stride, stride, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jnp.ndarray, window: int, stride: int,
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
+    """Max pool over H, W of an NHWC array, padding with -inf (torch's implicit padding).
+
+    The forward pass is ``lax.reduce_window``. The gradient is written out by hand: XLA:CPU
+    lowers reduce_window's own gradient to a select-and-scatter over materialised index
+    arrays that took ~40% of a training step (docs/benchmarks.md). Here each window tap
+    compares its slice with the output and sends the gradient to the first maximum in
+    scan order, as torch's max_pool2d does.
+    """
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+
+
+def _max_pool_fwd(x, window, stride, pads):
+    y = max_pool(x, window, stride, pads)
+    return y, (x, y)
+
+
+def _max_pool_bwd(window, stride, pads, res, g):
+    x, y = res
+    (pt, pb), (pl, pr) = pads
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
+    ho, wo = y.shape[1:3]
+    zero = jnp.zeros((), g.dtype)
+    taken = jnp.zeros(y.shape, bool)
+    grad = jnp.zeros(xp.shape, g.dtype)
+    for dy, dx, tap in _pool_taps(xp, window, stride, ho, wo):
+        hit = (tap == y) & ~taken
+        taken = taken | hit
+        # Place this tap's share back on the input grid: interior padding undoes the stride.
+        grad = grad + lax.pad(jnp.where(hit, g, zero), zero, (
+            (0, 0, 0),
+            (dy, xp.shape[1] - dy - (ho - 1) * stride - 1, stride - 1),
+            (dx, xp.shape[2] - dx - (wo - 1) * stride - 1, stride - 1),
+            (0, 0, 0)))
+    return (grad[:, pt:pt + x.shape[1], pl:pl + x.shape[2], :],)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
 def ceil_max_pool(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
     """Max pool over H, W of an NHWC array like torch ``MaxPool2d(window, stride,
     ceil_mode=True)`` with no explicit padding.
@@ -63,7 +117,66 @@ def ceil_max_pool(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
         if (out - 1) * stride >= size:  # torch's rule; unreachable for window >= stride
             out -= 1
         pads.append((0, max(0, (out - 1) * stride + window - size)))
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+    return max_pool(x, window, stride, (pads[0], pads[1]))
+
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
+    return lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                    dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
+    """NHWC x HWIO convolution with symmetric padding, as torch's ``Conv2d(padding=pad)``.
+
+    Forward and input gradient are XLA's own. The kernel gradient is computed as one
+    matrix product of the input patches (im2col) with the output gradient: XLA:CPU
+    otherwise lowers it to a convolution whose "kernel" is the whole feature map, which
+    was the slowest part of a training step on CPU (docs/benchmarks.md).
+    """
+    return _conv(x, w, stride, pad)
+
+
+def _conv2d_fwd(x, w, stride, pad):
+    return _conv(x, w, stride, pad), (x, w)
+
+
+def _conv2d_bwd(stride, pad, res, g):
+    x, w = res
+    kh, kw, cin, cout = w.shape
+    (dx,) = jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)[1](g)
+    n, ho, wo, _ = g.shape
+    if kh == kw == 1 and stride == 1 and pad == 0:
+        patches = x
+    else:
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
+        patches = jnp.concatenate([
+            lax.slice(xp, (0, dy, dx_, 0),
+                      (n, dy + (ho - 1) * stride + 1, dx_ + (wo - 1) * stride + 1, cin),
+                      (1, stride, stride, 1))
+            for dy in range(kh) for dx_ in range(kw)], axis=-1)
+    dw = lax.dot_general(patches.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
+                         (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+               dimension_numbers=None, feature_group_count=1, precision=None, **unused):
+    """Adapter with ``lax.conv_general_dilated``'s signature for ``nn.Conv``: only the
+    plain strided, symmetrically padded convolutions of this model are routed here."""
+    (pt, pb), (pl, pr) = padding
+    dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
+    if not (pt == pb == pl == pr and window_strides[0] == window_strides[1]
+            and feature_group_count == 1 and not dilated):
+        raise NotImplementedError("conv2d supports symmetric padding, equal strides, "
+                                  "no dilation and no feature groups")
+    return conv2d(lhs, rhs, window_strides[0], pt)
 
 
 class BasicConv2d(nn.Module):
@@ -84,6 +197,7 @@ class BasicConv2d(nn.Module):
             strides=(self.stride, self.stride),
             padding=[(self.padding, self.padding)] * 2,
             use_bias=False,
+            conv_general_dilated=_flax_conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",
@@ -118,7 +232,7 @@ class Inception(nn.Module):
         b3 = conv(ch5x5red, 1, 0, "branch3_0")(x, train)
         b3 = conv(ch5x5, 3, 1, "branch3_1")(b3, train)  # 3x3, as in torchvision
         # MaxPool2d(3, 1, padding=1, ceil_mode=True): same size, -inf border.
-        b4 = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+        b4 = max_pool(x, 3, 1, ((1, 1), (1, 1)))
         b4 = conv(pool_proj, 1, 0, "branch4_1")(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
