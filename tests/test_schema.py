@@ -223,6 +223,14 @@ def test_timeline_of_unknown_account_is_rejected_line_by_line(root):
     assert loaded.counts["timelines/ghost.jsonl"] == [0, 2]
 
 
+def test_timeline_of_a_rejected_account_says_so(root):
+    write_jsonl(root / "accounts.jsonl", [account(), account("bob", followers=-1)])
+    write_jsonl(root / "timelines" / "bob.jsonl", [post(1, account="bob")])
+    loaded = load_accounts(root)
+    assert loaded.rejections[1] == Rejection(
+        "timelines/bob.jsonl", 1, "account", "timeline of account 'bob', whose record in accounts.jsonl was rejected (line 2)")
+
+
 def test_timeline_post_of_another_account_is_rejected(root):
     write_jsonl(root / "accounts.jsonl", [account()])
     write_jsonl(root / "timelines" / "alice.jsonl", [post(1, account="bob")])

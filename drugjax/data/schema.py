@@ -556,20 +556,34 @@ def load_accounts(
     out.records = _read_jsonl(root, ACCOUNTS_FILE, out, _check_account, id_field="username")
     images = _ImageChecker(root, max_pixels, decode_images)
     by_name = {rec["username"]: rec for rec in out.records}
+    # Usernames on rejected accounts.jsonl lines, so their timelines say why they are out.
+    rejected_names: dict[str, int] = {}
+    bad_lines = {r.line for r in out.rejections if r.file == ACCOUNTS_FILE and r.line > 0}
+    if bad_lines:
+        for lineno, bline in enumerate((root / ACCOUNTS_FILE).read_bytes().split(b"\n"), start=1):
+            if lineno in bad_lines:
+                try:
+                    name = json.loads(bline.decode("utf-8")).get("username")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(name, str) and name not in by_name:
+                    rejected_names.setdefault(name, lineno)
     tdir = root / TIMELINES_DIR
     files = sorted(p for p in tdir.glob("*.jsonl")) if tdir.is_dir() else []
     for path in files:
         name = path.name[: -len(".jsonl")]
         rel = f"{TIMELINES_DIR}/{path.name}"
         if name not in by_name:
+            if name in rejected_names:
+                reason = (f"timeline of account {name!r}, whose record in {ACCOUNTS_FILE} was rejected "
+                          f"(line {rejected_names[name]})")
+            else:
+                reason = f"timeline of account {name!r}, which is missing from {ACCOUNTS_FILE}"
             n = 0
             for lineno, bline in enumerate(path.read_bytes().split(b"\n"), start=1):
                 if bline.strip():
                     n += 1
-                    out.rejections.append(
-                        Rejection(rel, lineno, "account",
-                                  f"timeline of account {name!r}, which is missing from {ACCOUNTS_FILE}")
-                    )
+                    out.rejections.append(Rejection(rel, lineno, "account", reason))
             out._count(rel, bad=n)
             continue
 
