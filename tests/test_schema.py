@@ -113,6 +113,8 @@ def test_accounts_get_their_timelines(root):
     assert [p["id"] for p in alice["timeline"]] == ["pt1", "pt2"] and alice["x"] == 1
     assert bob["timeline"] == []
     assert loaded.oddities == {"account without a timeline file": 1}
+    (root / "timelines" / "bob.json").write_text("{}")
+    assert load_accounts(root).oddities["entry in timelines/ that is not a <username>.jsonl file (ignored)"] == 1
 
 
 def test_fold_of_is_stable_and_balanced():

@@ -569,7 +569,12 @@ def load_accounts(
                 if isinstance(name, str) and name not in by_name:
                     rejected_names.setdefault(name, lineno)
     tdir = root / TIMELINES_DIR
-    files = sorted(p for p in tdir.glob("*.jsonl")) if tdir.is_dir() else []
+    files = sorted(p for p in tdir.glob("*.jsonl") if p.is_file()) if tdir.is_dir() else []
+    if tdir.is_dir():
+        # Not silently ignored: a stray "alice.json" is most likely a misnamed timeline.
+        stray = sum(1 for p in tdir.iterdir() if not (p.is_file() and p.name.endswith(".jsonl")))
+        if stray:
+            out.oddities["entry in timelines/ that is not a <username>.jsonl file (ignored)"] += stray
     for path in files:
         name = path.name[: -len(".jsonl")]
         rel = f"{TIMELINES_DIR}/{path.name}"
