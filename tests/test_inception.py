@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from drugjax.models import InceptionV1
-from drugjax.models.weights import from_torchvision
+from drugjax.models.weights import from_torchvision, to_torchvision
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -68,6 +68,36 @@ def test_matches_torchvision(reference, size):
     assert features.shape == want_f.shape and logits.shape == want_l.shape
     assert np.max(np.abs(features - want_f)) <= 5e-4
     assert np.max(np.abs(logits - want_l)) <= 1e-4
+
+
+def test_training_gradients_match_torchvision(reference):
+    # One training-mode step (batch statistics, dropout 0, cross-entropy) against torch's
+    # autograd: covers the hand-written max-pool and convolution-kernel gradients and the
+    # BatchNorm momentum convention.
+    import optax
+
+    ref, variables = reference
+    x = jnp.asarray(maker.normalise(ref["images_97"]))
+    labels = jnp.asarray(maker.TRAIN_LABELS)
+    model = InceptionV1(num_classes=1000, dropout_rate=0.0)
+
+    def loss_fn(params):
+        logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                      x, train=True, mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, updates["batch_stats"]
+
+    (loss, stats), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+    np.testing.assert_allclose(loss, ref["train_loss"], rtol=1e-5)
+    # to_torchvision gives torch names and layouts; the other collection is only filler.
+    got_grads = to_torchvision({"params": grads, "batch_stats": variables["batch_stats"]})
+    got_stats = to_torchvision({"params": variables["params"], "batch_stats": stats})
+    for key in maker.GRAD_KEYS:
+        want = ref[f"grad/{key}"]
+        err = np.max(np.abs(got_grads[key] - want)) / np.max(np.abs(want))
+        assert err <= 1e-3, (key, err)
+    for key in maker.STAT_KEYS:
+        np.testing.assert_allclose(got_stats[key], ref[f"train_stat/{key}"], rtol=1e-4, atol=1e-5)
 
 
 def test_transform_input_matches_torchvision(reference):

@@ -179,6 +179,46 @@ def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
     return conv2d(lhs, rhs, window_strides[0], pt)
 
 
+class BatchNorm(nn.Module):
+    """torch ``BatchNorm2d`` over the last axis of NHWC, with flax's variable names
+    (params ``scale``/``bias``, batch_stats ``mean``/``var``).
+
+    Unlike ``flax.linen.BatchNorm``, the running variance is updated with the unbiased
+    batch variance (times n / (n - 1), n = N*H*W), as torch does; normalisation itself
+    uses the biased variance in both. Statistics and normalisation are computed in
+    float32 whatever the compute dtype, and the result is cast to ``dtype``.
+    """
+
+    use_running_average: bool
+    momentum: float = BN_MOMENTUM
+    epsilon: float = BN_EPSILON
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        xf = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(xf, axes)
+            var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+            if not self.is_initializing():
+                n = x.size // c
+                m = self.momentum
+                ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
+                ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))
+        mul = lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
+        y = (xf - mean) * mul + bias.astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
 class BasicConv2d(nn.Module):
     """torchvision's BasicConv2d: conv (no bias) -> BatchNorm(eps 1e-3) -> ReLU."""
 
@@ -202,7 +242,7 @@ class BasicConv2d(nn.Module):
             param_dtype=self.param_dtype,
             name="conv",
         )(x)
-        x = nn.BatchNorm(
+        x = BatchNorm(
             use_running_average=not train,
             momentum=BN_MOMENTUM,
             epsilon=BN_EPSILON,
