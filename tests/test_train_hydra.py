@@ -48,7 +48,7 @@ def test_experiments_compose_into_the_schema(experiment):
 
 def test_tiny_train_run_through_compose(tmp_path, capsys):
     with initialize_config_dir(config_dir=CONF, version_base=None):
-        cfg = compose("train", overrides=_tiny(tmp_path) + [f"workdir={tmp_path / 'run'}"])
+        cfg = compose("train", overrides=_tiny(tmp_path) + [f"workdir={tmp_path / 'run'}", "tensorboard=true"])
     value = train.run(cfg)
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out and "recall" in out and "F1" in out and "AUC" in out
@@ -56,6 +56,7 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     assert results["step"] == 3 and results["objective_name"] == "auc"
     assert value == results["objective"] or (value != value and results["objective"] is None)
     assert (tmp_path / "run" / "checkpoints" / "3").is_dir()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert OmegaConf.to_container(cfg)["data"]["root"] == str(tmp_path / "root")
 
 

@@ -324,7 +324,9 @@ def train_and_evaluate(
         devices = devices[: cfg.parallel.num_devices]
     ndev = len(devices)
     _check(cfg, ndev)
-    parallel = DataParallel(cfg.parallel.mode, devices)
+    if jax.process_count() > 1 and cfg.parallel.mode != "pmap":
+        raise ConfigError("several hosts need parallel=pmap (the shard_map mesh here spans local devices only)")
+    parallel = DataParallel(cfg.parallel.mode, None if cfg.parallel.num_devices is None else devices)
     is_main = jax.process_index() == 0
     dtype = DTYPES[cfg.model.dtype]
     tasks = tuple(cfg.model.tasks)
