@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from typing import Callable
 
 
 def _cpu_name() -> str:
@@ -33,18 +34,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _time(fn, warmup: int, steps: int) -> float:
-    """Median seconds per call of fn (fn must block until its result is ready)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def random_torchvision_state_dict(seed: int = 0):
@@ -69,7 +58,14 @@ def random_torchvision_state_dict(seed: int = 0):
     return out
 
 
-def bench_drugjax(args, state_dict, images, labels) -> dict[str, float]:
+def drugjax_steps(args, state_dict, images, labels,
+                  xla_gradients: bool = False) -> dict[str, Callable[[], None]]:
+    """Blocking closures {"eval": ..., "train": ...} for InceptionV1.
+
+    xla_gradients swaps the model's hand-written max-pool and conv-kernel gradients for
+    plain ``lax.reduce_window`` / ``lax.conv_general_dilated`` (same forward), while the
+    step functions are traced.
+    """
     import jax
     import jax.numpy as jnp
     import optax
@@ -106,19 +102,30 @@ def bench_drugjax(args, state_dict, images, labels) -> dict[str, float]:
     params, batch_stats = variables["params"], variables["batch_stats"]
     state = [(params, batch_stats, tx.init(params))]
     key = jax.random.PRNGKey(0)
+    if xla_gradients:
+        import flax.linen as nn
+        from jax import lax
+
+        from drugjax.models import inception
+
+        saved = inception._flax_conv, inception.max_pool
+        inception._flax_conv = lax.conv_general_dilated
+        inception.max_pool = lambda x, k, s, pads: nn.max_pool(x, (k, k), (s, s), pads)
+        try:  # trace and compile now, with the plain ops in place
+            eval_step = eval_step.lower(variables, x).compile()
+            train_step = train_step.lower(state[0], x, y, key).compile()
+        finally:
+            inception._flax_conv, inception.max_pool = saved
 
     def run_train():
         state[0], loss = train_step(state[0], x, y, key)
         loss.block_until_ready()
 
-    out = {}
-    if not args.train_only:
-        out["eval"] = _time(lambda: eval_step(variables, x).block_until_ready(), args.warmup, args.steps)
-    out["train"] = _time(run_train, args.warmup, args.steps)
-    return out
+    return {"eval": lambda: eval_step(variables, x).block_until_ready(), "train": run_train}
 
 
-def bench_torchvision(args, state_dict, images, labels) -> dict[str, float]:
+def torchvision_steps(args, state_dict, images, labels) -> dict[str, Callable[[], None]]:
+    """Blocking closures {"eval": ..., "train": ...} for torchvision's GoogLeNet."""
     import numpy as np
     import torch
     import torchvision
@@ -146,11 +153,24 @@ def bench_torchvision(args, state_dict, images, labels) -> dict[str, float]:
         loss.backward()
         opt.step()
 
-    out = {}
-    if not args.train_only:
-        out["eval"] = _time(run_eval, args.warmup, args.steps)
-    out["train"] = _time(run_train, args.warmup, args.steps)
-    return out
+    return {"eval": run_eval, "train": run_train}
+
+
+def measure(steps: dict[str, dict[str, Callable[[], None]]], kinds: list[str], warmup: int,
+            repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds per call, frameworks interleaved call by call so that changes in
+    the machine's load hit all of them alike."""
+    times: dict[str, dict[str, list[float]]] = {f: {k: [] for k in kinds} for f in steps}
+    for kind in kinds:
+        for f in steps:
+            for _ in range(warmup):  # compilation, allocator warm-up
+                steps[f][kind]()
+        for _ in range(repeats):
+            for f in steps:
+                t = time.perf_counter()
+                steps[f][kind]()
+                times[f][kind].append(time.perf_counter() - t)
+    return {f: {k: statistics.median(v) for k, v in d.items()} for f, d in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,6 +186,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch intra-op threads; XLA:CPU uses one thread per core")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--xla-gradients", action="store_true",
+                   help="also time drugjax with XLA's own max-pool and convolution-kernel "
+                        "gradients instead of the hand-written ones (the before/after of "
+                        "docs/benchmarks.md)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -177,7 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     labels = rng.integers(0, 1000, size=(args.batch,)).astype(np.int32)
     state_dict = random_torchvision_state_dict()
 
-    results = {"drugjax": bench_drugjax(args, state_dict, images, labels)}
+    steps = {"drugjax": drugjax_steps(args, state_dict, images, labels)}
+    if args.xla_gradients:
+        steps["drugjax, XLA's own gradients"] = drugjax_steps(args, state_dict, images, labels,
+                                                               xla_gradients=True)
     torch_note = "not run (--no-torch)"
     if not args.no_torch:
         try:
@@ -186,9 +213,12 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError as e:
             torch_note = f"not run: {e} (install drugjax[torch] to compare)"
         else:
-            results["torchvision"] = bench_torchvision(args, state_dict, images, labels)
+            steps["torchvision"] = torchvision_steps(args, state_dict, images, labels)
             torch_note = f"torch {torch.__version__}, torchvision {torchvision.__version__}, " \
                          f"{args.threads} threads, channels_last"
+
+    kinds = ["train"] if args.train_only else ["eval", "train"]
+    results = measure(steps, kinds, args.warmup, args.steps)
 
     cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))
     print(f"command: `{cmd}`")
@@ -197,8 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; XLA_FLAGS="
           f"{os.environ.get('XLA_FLAGS', '')!r}; reference: {torch_note}")
     print(f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}, "
-          f"median of {args.steps} after {args.warmup} warm-up\n")
-    kinds = [k for k in ("eval", "train") if k in results["drugjax"]]
+          f"median of {args.steps} after {args.warmup} warm-up, frameworks interleaved\n")
     print("| framework | " + " | ".join(f"{k} img/s" for k in kinds) + " |")
     print("|---|" + "---|" * len(kinds))
     for name, r in results.items():
