@@ -642,7 +642,7 @@ def generate(
       preset: ``"small"`` (default), ``"paper"`` or ``"tiny"``.
       seed: everything follows from it; same seed, same bytes.
       image_size: side of the square images in pixels.
-      workers: processes drawing images (None: up to 4 for big worlds, 1 for small ones).
+      workers: processes drawing images (None: up to 4 from 5,000 images on, else 1).
         The bytes do not depend on it.
       knobs: overrides of :class:`WorldConfig` fields.
     """
@@ -660,7 +660,7 @@ def generate(
         (tmp / d).mkdir(parents=True, exist_ok=True)
     jobs = world.jobs
     if workers is None:
-        workers = 1 if len(jobs) < 1000 else min(4, os.cpu_count() or 1)
+        workers = 1 if len(jobs) < 5000 else min(4, os.cpu_count() or 1)  # spawn costs ~1 s a worker
     if workers <= 1:
         _render_chunk(jobs, str(tmp))
     else:
@@ -742,4 +742,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `... | head`: the reader left
+        sys.stderr.close()
+        sys.exit(141)
