@@ -126,6 +126,7 @@ def main() -> None:
             if batch % n or args.batch_heads % n:
                 raise SystemExit(f"batch sizes must be multiples of every device count ({n})")
 
+    load_before = os.getloadavg()[0]
     results = []
     for n in args.devices:
         env = dict(os.environ)
@@ -148,7 +149,8 @@ def main() -> None:
         HEADING,
         "",
         f"Command: `{command.strip()}`  ",
-        f"Machine: {platform.node() or 'unknown'}, {os.cpu_count()} CPU cores, backend {info['backend']} "
+        f"Machine: {platform.node() or 'unknown'}, {os.cpu_count()} CPU cores (load average "
+        f"{load_before:.1f} at start), backend {info['backend']} "
         f"({info['device_kind']}), jax {info['jax']}; float32 1024x1024 matmul reference: "
         f"{info['matmul_gflops']:.1f} GFLOP/s.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. One pmap'd train step (RMSprop, masked "
