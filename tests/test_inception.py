@@ -10,6 +10,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,10 +56,14 @@ def test_parameter_count():
 def test_matches_torchvision(reference, size):
     ref, variables = reference
     x = jnp.asarray(maker.normalise(ref[f"images_{size}"]))
-    backbone = {"params": {k: v for k, v in variables["params"].items() if k != "fc"},
-                "batch_stats": variables["batch_stats"]}
-    features = np.asarray(jax.jit(lambda v, x: InceptionV1().apply(v, x))(backbone, x))
-    logits = np.asarray(jax.jit(lambda v, x: InceptionV1(num_classes=1000).apply(v, x))(variables, x))
+    # One compiled graph gives both: in eval mode the dropout's output is the pooled
+    # 1024-d feature vector, the classifier's input.
+    model = InceptionV1(num_classes=1000)
+    logits, state = jax.jit(lambda v, x: model.apply(
+        v, x, capture_intermediates=lambda mdl, _: isinstance(mdl, nn.Dropout),
+        mutable=["intermediates"]))(variables, x)
+    features = np.asarray(jax.tree.leaves(state["intermediates"])[0])
+    logits = np.asarray(logits)
 
     want_f, want_l = ref[f"features_{size}"], ref[f"logits_{size}"]
     # The fixture must be sensitive: the two inputs give clearly different outputs, so a
@@ -68,6 +73,20 @@ def test_matches_torchvision(reference, size):
     assert features.shape == want_f.shape and logits.shape == want_l.shape
     assert np.max(np.abs(features - want_f)) <= 5e-4
     assert np.max(np.abs(logits - want_l)) <= 1e-4
+
+
+def test_features_without_classifier(reference):
+    # num_classes=None returns the features; cheap at 64x64, checked against the
+    # classifier model's dropout input (eval) on the same weights.
+    _, variables = reference
+    backbone = {"params": {k: v for k, v in variables["params"].items() if k != "fc"},
+                "batch_stats": variables["batch_stats"]}
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 64, 64, 3))
+    features = jax.jit(InceptionV1().apply)(backbone, x)
+    logits = jax.jit(InceptionV1(num_classes=1000).apply)(variables, x)
+    fc = variables["params"]["fc"]
+    assert features.shape == (1, 1024)
+    np.testing.assert_allclose(features @ fc["kernel"] + fc["bias"], logits, rtol=1e-5, atol=1e-5)
 
 
 def test_training_gradients_match_torchvision(reference):

@@ -66,11 +66,12 @@ def max_pool(x: jnp.ndarray, window: int, stride: int,
              pads: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
     """Max pool over H, W of an NHWC array, padding with -inf (torch's implicit padding).
 
-    The forward pass is ``lax.reduce_window``. The gradient is written out by hand: XLA:CPU
-    lowers reduce_window's own gradient to a select-and-scatter over materialised index
-    arrays that took ~40% of a training step (docs/benchmarks.md). Here each window tap
-    compares its slice with the output and sends the gradient to the first maximum in
-    scan order, as torch's max_pool2d does.
+    The forward pass is ``lax.reduce_window``. On CPU the gradient is written out by hand:
+    XLA:CPU lowers reduce_window's own gradient to a select-and-scatter over materialised
+    index arrays that took ~40% of a training step (docs/benchmarks.md). Here each window
+    tap compares its slice with the output and sends the gradient to the first maximum in
+    scan order, as torch's max_pool2d (and XLA's select-and-scatter) does. Other platforms
+    keep XLA's gradient (``lax.platform_dependent``).
     """
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
 
@@ -82,6 +83,15 @@ def _max_pool_fwd(x, window, stride, pads):
 
 def _max_pool_bwd(window, stride, pads, res, g):
     x, y = res
+
+    def xla_grad(x, y, g):  # select-and-scatter: good on GPU/TPU
+        return jax.vjp(lambda x_: nn.max_pool(x_, (window, window), (stride, stride), pads), x)[1](g)[0]
+
+    return (lax.platform_dependent(x, y, g, cpu=functools.partial(_max_pool_grad_taps, window, stride, pads),
+                                   default=xla_grad),)
+
+
+def _max_pool_grad_taps(window, stride, pads, x, y, g):
     (pt, pb), (pl, pr) = pads
     xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
     ho, wo = y.shape[1:3]
@@ -97,7 +107,7 @@ def _max_pool_bwd(window, stride, pads, res, g):
             (dy, xp.shape[1] - dy - (ho - 1) * stride - 1, stride - 1),
             (dx, xp.shape[2] - dx - (wo - 1) * stride - 1, stride - 1),
             (0, 0, 0)))
-    return (grad[:, pt:pt + x.shape[1], pl:pl + x.shape[2], :],)
+    return grad[:, pt:pt + x.shape[1], pl:pl + x.shape[2], :]
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -132,10 +142,11 @@ def _conv(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
 def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
     """NHWC x HWIO convolution with symmetric padding, as torch's ``Conv2d(padding=pad)``.
 
-    Forward and input gradient are XLA's own. The kernel gradient is computed as one
-    matrix product of the input patches (im2col) with the output gradient: XLA:CPU
+    Forward and input gradient are XLA's own. On CPU the kernel gradient is computed as
+    one matrix product of the input patches (im2col) with the output gradient: XLA:CPU
     otherwise lowers it to a convolution whose "kernel" is the whole feature map, which
-    was the slowest part of a training step on CPU (docs/benchmarks.md).
+    was the slowest part of a training step on CPU (docs/benchmarks.md). Other platforms
+    keep XLA's own kernel gradient (``lax.platform_dependent``).
     """
     return _conv(x, w, stride, pad)
 
@@ -146,21 +157,31 @@ def _conv2d_fwd(x, w, stride, pad):
 
 def _conv2d_bwd(stride, pad, res, g):
     x, w = res
-    kh, kw, cin, cout = w.shape
     (dx,) = jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)[1](g)
+
+    def xla_grad(x, w, g):  # XLA's own kernel gradient: good on GPU/TPU
+        return jax.vjp(lambda w_: _conv(x, w_, stride, pad), w)[1](g)[0]
+
+    dw = lax.platform_dependent(x, w, g, cpu=functools.partial(_conv_kernel_grad_im2col, stride, pad),
+                                default=xla_grad)
+    return dx, dw
+
+
+def _conv_kernel_grad_im2col(stride, pad, x, w, g):
+    kh, kw, cin, cout = w.shape
     n, ho, wo, _ = g.shape
     if kh == kw == 1 and stride == 1 and pad == 0:
         patches = x
     else:
         xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
         patches = jnp.concatenate([
-            lax.slice(xp, (0, dy, dx_, 0),
-                      (n, dy + (ho - 1) * stride + 1, dx_ + (wo - 1) * stride + 1, cin),
+            lax.slice(xp, (0, dy, dx, 0),
+                      (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, cin),
                       (1, stride, stride, 1))
-            for dy in range(kh) for dx_ in range(kw)], axis=-1)
+            for dy in range(kh) for dx in range(kw)], axis=-1)
     dw = lax.dot_general(patches.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
                          (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-    return dx, dw.reshape(kh, kw, cin, cout).astype(w.dtype)
+    return dw.reshape(kh, kw, cin, cout).astype(w.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
