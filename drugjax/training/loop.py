@@ -133,6 +133,33 @@ def pipeline_scan(source):
     return pipeline.scan(source)
 
 
+def _source_identity(source: Any) -> str:
+    """What identifies a source's content: the build metadata of a built dataset (its
+    version, preset/seed or ROOT content fingerprint, per-record kinds and folds), else
+    the size, kinds and folds of an in-memory one."""
+    import hashlib
+
+    metadata = getattr(source, "metadata", None)
+    if metadata:
+        blob = json.dumps(metadata, sort_keys=True, default=str).encode()
+    else:
+        cols = pipeline_scan(source)
+        blob = b"".join([str(len(source)).encode(), cols.kind.tobytes(), cols.fold.tobytes(), cols.has_image.tobytes()])
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(Path(path).expanduser(), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _feature_cache_dir(cfg: TrainConfig) -> Path:
     if cfg.data.data_dir:
         base = Path(cfg.data.data_dir).expanduser()
@@ -376,22 +403,22 @@ def train_and_evaluate(
         # The paper's set-up: features computed once with the backbone (frozen), then
         # only the trunk and heads train.
         backbone = _backbone(cfg, jnp.float32)
-        if backbone_vars is None:
-            bvars = jax.jit(lambda k, x: backbone.init(k, x, train=False))(
-                init_key, jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3))
-            )
-        else:
-            bvars = backbone_vars
         names = sorted(set(dcfg.sources) | {"posts"})
         fkey = feats_lib.cache_key(
-            backbone=bb_cfg.name, weights=bb_cfg.weights, transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=dcfg.image_size,
-            data=[dcfg.root, dcfg.preset, dcfg.seed], sizes={n: len(sources[n]) for n in names},
+            backbone=bb_cfg.name, weights=_file_digest(bb_cfg.weights), transform=getattr(backbone, "transform_input", None),
+            seed=cfg.seed, image_size=dcfg.image_size, data={n: _source_identity(sources[n]) for n in names},
         )
         # Shared by every run and sweep trial with the same backbone and data.
         fpath = _feature_cache_dir(cfg) / f"features-{fkey}.npz"
         feats = feats_lib.load_features(fpath, fkey)
         if feats is None:
             log.info("extracting backbone features of %s (once; cached in %s)", names, fpath)
+            if backbone_vars is None:
+                bvars = jax.jit(lambda k, x: backbone.init(k, x, train=False))(
+                    init_key, jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3))
+                )
+            else:
+                bvars = backbone_vars
             feats = feats_lib.extract_features(
                 backbone, bvars, sources, names=names, image_size=dcfg.image_size,
                 batch_size=dcfg.eval_batch_size, workers=dcfg.workers,
