@@ -114,7 +114,7 @@ def test_training_gradients_match_torchvision(reference):
     for key in maker.GRAD_KEYS:
         want = ref[f"grad/{key}"]
         err = np.max(np.abs(got_grads[key] - want)) / np.max(np.abs(want))
-        assert err <= 1e-3, (key, err)
+        assert err <= 2e-4, (key, err)  # measured <= 3e-5
     for key in maker.STAT_KEYS:
         np.testing.assert_allclose(got_stats[key], ref[f"train_stat/{key}"], rtol=1e-4, atol=1e-5)
 

@@ -206,8 +206,11 @@ class BatchNorm(nn.Module):
 
     Unlike ``flax.linen.BatchNorm``, the running variance is updated with the unbiased
     batch variance (times n / (n - 1), n = N*H*W), as torch does; normalisation itself
-    uses the biased variance in both. Statistics and normalisation are computed in
-    float32 whatever the compute dtype, and the result is cast to ``dtype``.
+    uses the biased variance in both. The batch variance is computed in two passes,
+    mean((x - mean)^2), not as E[x^2] - E[x]^2 (flax's way), whose cancellation made one
+    training step's gradients differ from torch's by up to 7e-4 relative instead of 3e-5.
+    Statistics and normalisation are computed in float32 whatever the compute dtype, and
+    the result is cast to ``dtype``.
     """
 
     use_running_average: bool
@@ -229,7 +232,7 @@ class BatchNorm(nn.Module):
         else:
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(xf, axes)
-            var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+            var = jnp.mean(jnp.square(xf - mean), axes)
             if not self.is_initializing():
                 n = x.size // c
                 m = self.momentum
