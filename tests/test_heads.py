@@ -78,9 +78,6 @@ def test_frozen_batchnorm_keeps_running_statistics():
     _, new = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
     for a, b in zip(jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(new["batch_stats"])):
         np.testing.assert_array_equal(a, b)
-    model, v, x = _e2e(train_bn=True)
-    _, new = model.apply(v, x, train=True, mutable=["batch_stats"])
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(v["batch_stats"]), jax.tree.leaves(new["batch_stats"])))
 
 
 def test_backbone_has_its_own_learning_rate():
