@@ -542,7 +542,7 @@ def _watermark(rng, im: Image.Image) -> Image.Image:
 def _instagram_filter(rng, arr: np.ndarray) -> np.ndarray:
     """A phone filter: channel gains, saturation, contrast, fade, vignette, sensor noise."""
     x = arr.astype(np.float32)
-    filt = rng.choice(["none", "warm", "cool", "sepia", "mono", "vivid", "fade"])
+    filt = rng.choice(["none", "warm", "cool", "sepia", "mono", "vivid", "fade"], p=[0.3, 0.15, 0.15, 0.1, 0.05, 0.15, 0.1])
     if filt == "warm":
         x *= np.array([1.1, 1.0, 0.85], np.float32)
     elif filt == "cool":
@@ -603,7 +603,7 @@ def render(
     drawer = _DRAWERS[content]
     kw = {"menu": menu} if content == "screenshot" else {}
     if insta:
-        s = W * rng.uniform(0.5, 0.75) * (1 - 0.45 * clutter * rng.random())
+        s = W * rng.uniform(0.55, 0.8) * (1 - 0.4 * clutter * rng.random())
         cx, cy = W / 2 + rng.normal(0, W * 0.12 * (0.5 + clutter)), W / 2 + rng.normal(0, W * 0.12 * (0.5 + clutter))
         drawer(d, rng, cx, cy, s, **kw)
         if content not in _FULL_FRAME and rng.random() < clutter:  # a second, unrelated object

@@ -49,7 +49,7 @@ import numpy as np
 
 from drugjax.data import draw
 
-GENERATOR_VERSION = 2  # bump whenever the same seed would give different bytes
+GENERATOR_VERSION = 3  # bump whenever the same seed would give different bytes
 
 # --------------------------------------------------------------------------- configuration
 
@@ -82,7 +82,7 @@ class WorldConfig:
     neg_drug_tag: float = 0.15  # same for innocent posts
     misspell: float = 0.08  # per-word chance of a typo or slang spelling
     label_noise: float = 0.03  # share of labelled posts whose label is flipped (annotation error)
-    clutter_beta: tuple[float, float] = (2.0, 2.0)  # Instagram clutter ~ Beta(a, b)
+    clutter_beta: tuple[float, float] = (1.5, 3.0)  # Instagram clutter ~ Beta(a, b)
     web_off_class: float = 0.06  # web images that show something else than their class
     web_negative_confuser: float = 0.33
     # dealer signals: (dealer, non-dealer) parameters
