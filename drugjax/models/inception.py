@@ -14,7 +14,13 @@ that torchvision's ImageNet weights can be imported unchanged (see
 * the inception "5x5" branch is a 3x3 convolution (torchvision's known deviation);
 * branch 4 is a 3x3/1 max pool with padding 1 followed by a 1x1 convolution;
 * branches are concatenated in the order 1, 2, 3, 4 along channels;
-* the auxiliary classifiers (training-only in torchvision) are not part of the port.
+* the auxiliary classifiers (training-only in torchvision) are not part of the port;
+* in training mode, BatchNorm's running variance takes the unbiased batch variance, as
+  torch's does (flax's BatchNorm takes the biased one).
+
+On CPU, the max-pool and convolution-kernel gradients are written by hand (custom VJPs,
+same values as XLA's): XLA:CPU's own lowering of them made a training step about 1.7x
+slower (docs/benchmarks.md). The forward pass is plain XLA everywhere.
 
 Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's module names
 (``inception3a/branch2_1/conv``) so that weight conversion is a rename plus a transpose.
