@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    n = len(np.load(out).files) if out.suffix == ".npz" else None
-    print(f"wrote {out}" + (f" ({n} arrays)" if n else ""))
+    print(f"wrote {out} ({len(expected_torchvision_shapes(None))} backbone arrays"
+          f"{' + classifier' if 'fc.weight' in _read_state_dict(out) else ''})")
     return 0
 
 
