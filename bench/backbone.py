@@ -36,28 +36,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def random_torchvision_state_dict(seed: int = 0):
-    """He-normal conv weights, identity BatchNorm, small classifier, in torchvision keys;
-    shared by both frameworks so they start from the same weights."""
-    import numpy as np
-
-    from drugjax.models.weights import expected_torchvision_shapes
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, shape in expected_torchvision_shapes(1000).items():
-        if key.endswith("conv.weight"):
-            v = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        elif key.endswith(("bn.weight", "running_var")):
-            v = np.ones(shape)
-        elif key.endswith(("bn.bias", "running_mean", "fc.bias")):
-            v = np.zeros(shape)
-        else:  # fc.weight
-            v = rng.normal(0.0, 0.01, shape)
-        out[key] = v.astype(np.float32)
-    return out
-
-
 def drugjax_steps(args, state_dict, images, labels,
                   xla_gradients: bool = False) -> dict[str, Callable[[], None]]:
     """Blocking closures {"eval": ..., "train": ...} for InceptionV1.
@@ -199,7 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
     images = rng.normal(size=(args.batch, args.size, args.size, 3)).astype(np.float32)
     labels = rng.integers(0, 1000, size=(args.batch,)).astype(np.int32)
-    state_dict = random_torchvision_state_dict()
+    # Same weights for both frameworks (torchvision keys and layouts).
+    from drugjax.models.weights import random_variables, to_torchvision
+
+    state_dict = to_torchvision(random_variables(1000))
 
     steps = {"drugjax": drugjax_steps(args, state_dict, images, labels)}
     if args.xla_gradients:

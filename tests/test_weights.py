@@ -151,3 +151,19 @@ def test_exported_npz_loads_into_torchvision(state_dict, tmp_path):
         result = model.load_state_dict({k: torch.from_numpy(f[k]) for k in f.files}, strict=False)
     assert result.unexpected_keys == []
     assert all(k.endswith("num_batches_tracked") for k in result.missing_keys)
+
+
+def test_random_variables_fit_the_model():
+    import jax
+    import jax.numpy as jnp
+
+    from drugjax.models import InceptionV1
+
+    v = W.random_variables(10, seed=1)
+    want = jax.eval_shape(lambda: InceptionV1(num_classes=10).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)), train=False))
+    assert jax.tree.map(lambda a: a.shape, v) == jax.tree.map(lambda a: a.shape, want)
+    _assert_same(v, W.random_variables(10, seed=1))
+    assert not np.array_equal(v["params"]["conv1"]["conv"]["kernel"],
+                              W.random_variables(10, seed=2)["params"]["conv1"]["conv"]["kernel"])
+    assert "fc" not in W.random_variables(None)["params"]
