@@ -167,6 +167,9 @@ def main() -> None:
         lines += ["", "Forced host devices share the same CPU cores, so more devices do not add compute here: "
                   "the 4-device rows measure the cost of the data-parallel machinery (collectives, per-device "
                   "dispatch), not a speed-up. Real speed-ups need real devices (GPUs/TPUs)."]
+    if load_before > (os.cpu_count() or 1) / 2:
+        lines += ["", "Other jobs shared the cores during this run (see the load average), so the figures move "
+                  "between runs; the forward column, measured in the same process, is the yardstick."]
     section = "\n".join(lines) + "\n"
     print(section)
     if args.write_docs:
