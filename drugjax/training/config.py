@@ -56,7 +56,9 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ["posts", "web"])
     num_folds: int = 5
     val_fold: int = 0  # Instagram posts of this fold validate; the others train
-    mixture: Optional[dict[str, float]] = None  # sampling weight per source; None = by size
+    # Sampling weight per source, e.g. {posts: 0.5, web: 0.5}; empty = every record
+    # equally often (sources in proportion to their sizes).
+    mixture: dict[str, float] = field(default_factory=dict)
     augment: bool = True
     workers: int = 0
     batch_size: int = 32  # global, split evenly over the devices

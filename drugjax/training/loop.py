@@ -390,7 +390,7 @@ def train_and_evaluate(
         train_data = _ImageBatches(
             pipeline.train_loader(
                 train_sources, image_size=dcfg.image_size, per_device_batch=per_device, num_devices=ndev,
-                seed=data_seed, folds=train_folds, mixture=dcfg.mixture, augment=dcfg.augment, workers=dcfg.workers,
+                seed=data_seed, folds=train_folds, mixture=dict(dcfg.mixture) or None, augment=dcfg.augment, workers=dcfg.workers,
             )
         )
         val_loader = pipeline.eval_loader(
@@ -439,7 +439,7 @@ def train_and_evaluate(
             per_device_batch=eval_per_device, num_devices=ndev,
         )
         val_batches = lambda: iter(fixed_val)  # noqa: E731
-        if dcfg.mixture is not None:
+        if dcfg.mixture:
             log.warning("data.mixture applies to end-to-end training; on features every training "
                         "example is drawn equally often")
         model = heads
