@@ -1,4 +1,5 @@
-# Two targets matter: `make run` (the main job) and `make test` (the whole test suite).
+# Two targets matter: `make run` (the main job: train.py on the embedded synthetic world)
+# and `make test` (the whole test suite).
 # Each creates .venv and installs drugjax into it on first use; the install is redone
 # only when pyproject.toml changes.
 PYTHON ?= python3
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) bench/backbone.py
+	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
