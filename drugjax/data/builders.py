@@ -509,10 +509,16 @@ def build(
     build is never mistaken for a finished one: the next call builds again.
     """
     builder = BUILDERS[name](config=config, data_dir=str(data_dir))
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
-    )
+    # tfds draws several nested progress bars per split, which swamp train.py's own
+    # console; its "Downloading and preparing ... / prepared to ..." lines remain.
+    tfds.display_progress_bar(False)
+    try:
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
+        )
+    finally:
+        tfds.display_progress_bar(True)
     return Source(builder.as_data_source()[SPLIT], builder.info.metadata)
 
 
