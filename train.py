@@ -58,12 +58,16 @@ def run(cfg: DictConfig) -> float | None:
 @hydra.main(config_path="conf", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
+    from drugjax.data.builders import BuildError
+    from drugjax.models.weights import WeightsError
     from drugjax.training.checkpoint import CheckpointError
     from drugjax.training.loop import ConfigError, NonFiniteError
 
     try:
         return run(cfg)
-    except (ConfigError, NonFiniteError, CheckpointError, FileNotFoundError) as e:
+    except (
+        ConfigError, BuildError, WeightsError, NonFiniteError, CheckpointError, FileNotFoundError
+    ) as e:
         # A user error or a diverged run: one clear sentence, no library traceback.
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr, flush=True)

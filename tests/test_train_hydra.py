@@ -96,3 +96,25 @@ def test_optuna_study(tmp_path):
     assert len([p for p in sweep.iterdir() if (p / "results.json").exists()]) == 2
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_params" in best and "best_value" in best
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.root={missing}", "is not a folder; see docs/data-format.md"),
+        ("model.backbone.weights={missing}.npz", "missing.npz"),
+    ],
+)
+def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, message):
+    missing = tmp_path / "missing"
+    args = [override.format(missing=missing), f"workdir={tmp_path / 'run'}", "progress=false",
+            f"data.data_dir={tmp_path / 'cache'}"]
+    if override.startswith("model."):
+        args += [f"data.root={tmp_path / 'root'}"]
+        write_root(tmp_path / "root")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
