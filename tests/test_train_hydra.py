@@ -48,7 +48,8 @@ def test_experiments_compose_into_the_schema(experiment):
 
 def test_tiny_train_run_through_compose(tmp_path, capsys):
     with initialize_config_dir(config_dir=CONF, version_base=None):
-        cfg = compose("train", overrides=_tiny(tmp_path) + [f"workdir={tmp_path / 'run'}", "tensorboard=true"])
+        cfg = compose("train", overrides=_tiny(tmp_path) + [f"workdir={tmp_path / 'run'}", "tensorboard=true",
+                                                            "data.mixture=[0.5,0.5]"])
     value = train.run(cfg)
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out and "recall" in out and "F1" in out and "AUC" in out
@@ -58,6 +59,7 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "3").is_dir()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert OmegaConf.to_container(cfg)["data"]["root"] == str(tmp_path / "root")
+    assert results["config"]["data"]["mixture"] == [0.5, 0.5]
 
 
 def _run_train(args, tmp_path):
@@ -103,13 +105,14 @@ def test_optuna_study(tmp_path):
     [
         ("data.root={missing}", "is not a folder; see docs/data-format.md"),
         ("model.backbone.weights={missing}.npz", "missing.npz"),
+        ("data.mixture=[1.0]", "needs one weight per entry of data.sources"),
     ],
 )
 def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, message):
     missing = tmp_path / "missing"
     args = [override.format(missing=missing), f"workdir={tmp_path / 'run'}", "progress=false",
             f"data.data_dir={tmp_path / 'cache'}"]
-    if override.startswith("model."):
+    if not override.startswith("data.root"):
         args += [f"data.root={tmp_path / 'root'}"]
         write_root(tmp_path / "root")
     env = dict(os.environ, JAX_PLATFORMS="cpu")

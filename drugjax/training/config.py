@@ -56,9 +56,11 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ["posts", "web"])
     num_folds: int = 5
     val_fold: int = 0  # Instagram posts of this fold validate; the others train
-    # Sampling weight per source, e.g. {posts: 0.5, web: 0.5}; empty = every record
-    # equally often (sources in proportion to their sizes).
-    mixture: dict[str, float] = field(default_factory=dict)
+    # Sampling weight of each entry of ``sources``, in order, e.g. data.mixture=[0.7,0.3];
+    # empty = every record equally often (sources in proportion to their sizes). A list,
+    # not a {source: weight} dict, because Hydra merges a dict override into the
+    # existing dict and the struct config then refuses the new keys.
+    mixture: list[float] = field(default_factory=list)
     augment: bool = True
     workers: int = 0
     batch_size: int = 32  # global, split evenly over the devices

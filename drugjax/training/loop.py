@@ -172,6 +172,18 @@ def _feature_cache_dir(cfg: TrainConfig) -> Path:
     return path
 
 
+def _mixture(dcfg) -> dict[str, float] | None:
+    """``data.mixture`` as the pipeline's {source: weight}, checked against ``data.sources``."""
+    if not dcfg.mixture:
+        return None
+    if len(dcfg.mixture) != len(dcfg.sources):
+        raise ConfigError(
+            f"data.mixture={list(dcfg.mixture)} needs one weight per entry of "
+            f"data.sources={list(dcfg.sources)}, e.g. data.mixture=[0.5,0.5]"
+        )
+    return dict(zip(dcfg.sources, dcfg.mixture))
+
+
 def _load_sources(cfg: TrainConfig) -> dict:
     try:
         from drugjax.data.builders import prepare
@@ -390,7 +402,7 @@ def train_and_evaluate(
         train_data = _ImageBatches(
             pipeline.train_loader(
                 train_sources, image_size=dcfg.image_size, per_device_batch=per_device, num_devices=ndev,
-                seed=data_seed, folds=train_folds, mixture=dict(dcfg.mixture) or None, augment=dcfg.augment, workers=dcfg.workers,
+                seed=data_seed, folds=train_folds, mixture=_mixture(dcfg), augment=dcfg.augment, workers=dcfg.workers,
             )
         )
         val_loader = pipeline.eval_loader(
