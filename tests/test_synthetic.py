@@ -62,6 +62,34 @@ def test_cli_writes_counts(tmp_path, capsys):
     assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("world_json", [None, "{not json", '{"generator": "someone-else"}'])
+def test_a_researchers_dataset_is_never_replaced(tmp_path, capsys, world_json):
+    """A folder with posts.jsonl and images (a user's own data) is refused and left byte-for-byte."""
+    mine = tmp_path / "my-dataset"
+    (mine / "images").mkdir(parents=True)
+    (mine / "posts.jsonl").write_text('{"id": "a1", "image": "images/a1.jpg"}\n')
+    (mine / "images" / "a1.jpg").write_bytes(b"\xff\xd8 my only copy")
+    if world_json is not None:
+        (mine / "world.json").write_text(world_json)
+    before = _tree(mine)
+    assert synthetic.main([str(mine), "--preset", "tiny"]) == 2
+    assert "not written by this generator" in capsys.readouterr().err
+    assert _tree(mine) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-dataset"]  # no temporary folder left
+
+
+def test_an_earlier_world_is_replaced(tmp_path):
+    out = synthetic.generate(tmp_path / "w", preset="tiny", seed=1, image_size=24)
+    (out / "images" / "stale.png").write_bytes(b"x")
+    synthetic.generate(out, preset="tiny", seed=2, image_size=24)
+    assert not (out / "images" / "stale.png").exists()
+    assert '"seed": 2' in (out / "world.json").read_text()
+
+
 @pytest.fixture(scope="module")
 def paper():
     return synthetic.plan("paper", seed=0)

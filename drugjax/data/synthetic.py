@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -595,7 +596,16 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def _is_previous_world(path: Path) -> bool:
-    return (path / "world.json").is_file() or (path / "posts.jsonl").is_file()
+    """True only for a folder this generator wrote: its world.json names the generator.
+
+    A posts.jsonl alone proves nothing (a researcher's own dataset has one), and a folder
+    that is not ours is never replaced.
+    """
+    try:
+        meta = json.loads((path / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("generator") == "drugjax.data.synthetic"
 
 
 def _plan_world(preset: str, seed: int, image_size: int, knobs: dict[str, Any]) -> "_World":
@@ -647,14 +657,30 @@ def generate(
       knobs: overrides of :class:`WorldConfig` fields.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a folder; choose an empty or new folder")
     if out.exists() and any(out.iterdir()) and not _is_previous_world(out):
-        raise FileExistsError(f"{out} is not empty and holds no synthetic world; choose an empty or new folder")
+        raise FileExistsError(
+            f"{out} is not empty and was not written by this generator (no world.json naming "
+            "drugjax.data.synthetic); nothing was changed. Choose an empty or new folder")
     world = _plan_world(preset, seed, image_size, knobs)
-    posts, web, accounts, timelines = world.records
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh folder of our own beside the target: nothing that exists is reused or deleted.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _write_world(world, tmp, preset, seed, image_size, knobs, workers)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours alone: made above by mkdtemp
+        raise
+    if out.exists():
+        shutil.rmtree(out)  # an earlier world of ours, checked above
+    os.replace(tmp, out)
+    return out
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+
+def _write_world(world: "_World", tmp: Path, preset: str, seed: int, image_size: int,
+                 knobs: dict[str, Any], workers: int | None) -> None:
+    posts, web, accounts, timelines = world.records
     dirs = {str(Path(job[0]).parent) for job in world.jobs}
     for d in sorted(dirs) + ["timelines"]:
         (tmp / d).mkdir(parents=True, exist_ok=True)
@@ -685,10 +711,6 @@ def generate(
         "counts": counts,
     }
     (tmp / "world.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def world_counts(posts: list[dict], web: list[dict], accounts: list[dict], timelines: dict[str, list[dict]]) -> dict:
