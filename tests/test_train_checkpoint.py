@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from drugjax.models.heads import MultitaskHeads
-from drugjax.training.checkpoint import Checkpoints, read_params
+from drugjax.training.checkpoint import CheckpointMismatch, Checkpoints, read_params
 from drugjax.training.config import OptimConfig
 from drugjax.training.optim import make_optimizer
 from drugjax.training.state import TrainState
@@ -22,10 +22,10 @@ from drugjax.training.state import TrainState
 HERE = Path(__file__).parent
 
 
-def _state(seed=0):
-    model = MultitaskHeads(hidden=(8, 8))
+def _state(seed=0, momentum=0.9, hidden=(8, 8)):
+    model = MultitaskHeads(hidden=hidden)
     v = model.init(jax.random.key(seed), jnp.ones((2, 6)))
-    tx = make_optimizer(OptimConfig(momentum=0.9), v["params"], total_steps=10)
+    tx = make_optimizer(OptimConfig(momentum=momentum), v["params"], total_steps=10)
     st = TrainState.create(apply_fn=model.apply, variables=v, tx=tx, rng=jax.random.PRNGKey(seed))
     # Make the optimiser state non-trivial.
     g = jax.tree.map(jnp.ones_like, st.params)
@@ -102,6 +102,40 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(tmp_path, damage):
     _assert_same(tree, sts[1].to_tree())
     assert (tmp_path / "checkpoints.corrupt" / "2").is_dir()
     assert not (tmp_path / "checkpoints" / "2").exists()
+
+
+@pytest.mark.parametrize("other", [{"momentum": 0.0}, {"hidden": (8, 4)}])
+def test_a_checkpoint_of_another_structure_is_refused_not_quarantined(tmp_path, other):
+    """An optimiser whose state changed (a config change or a library upgrade) or another
+    model: the run stops with what differs, and the checkpoint stays where it is."""
+    ck = Checkpoints(tmp_path / "checkpoints", keep=3)
+    ck.save(5, _state().to_tree(), data_state={}, config={}, metrics=None)
+    ck.close()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    ck = Checkpoints(tmp_path / "checkpoints", keep=3)
+    with pytest.raises(CheckpointMismatch, match="init_from=") as info:
+        ck.restore_latest(_abstract(_state(**other)))
+    ck.close()
+    assert "params/" in str(info.value) or "opt_state/" in str(info.value)
+    assert not (tmp_path / "checkpoints.corrupt").exists()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_quarantined_checkpoint_is_never_deleted(tmp_path):
+    st = _state()
+    for attempt in range(2):  # the same step damaged twice: both copies are kept
+        ck = Checkpoints(tmp_path / "checkpoints", keep=3)
+        if attempt == 0:
+            ck.save(1, st.to_tree(), data_state={}, config={}, metrics=None)
+        ck.save(2, st.to_tree(), data_state={}, config={}, metrics=None)
+        ck.close()
+        _flip_a_byte_in_the_array_data(tmp_path / "checkpoints" / "2")
+        ck = Checkpoints(tmp_path / "checkpoints", keep=3)
+        with pytest.warns(RuntimeWarning, match="unreadable"):
+            assert ck.restore_latest(_abstract(st))[0] == 1
+        ck.close()
+    assert sorted(p.name for p in (tmp_path / "checkpoints.corrupt").iterdir()) == ["2", "2.1"]
 
 
 def _env(tmp_path_factory):

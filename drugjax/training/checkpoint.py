@@ -8,11 +8,15 @@ Each step directory holds three items:
 * ``config`` (``JsonSave``): the resolved run config.
 
 Saves are asynchronous; :meth:`Checkpoints.wait` surfaces their errors. A restore that
-fails (unreadable files, missing items, checksum mismatch) moves that step directory
-aside to ``<run>/checkpoints.corrupt/`` with a warning and falls back to the previous
-step. Orbax writes each step to a temporary directory and renames it when complete, so a
-save cut short by a kill leaves no step directory at all (the temporary one is cleaned
-up on the next start).
+fails because the checkpoint is damaged (unreadable files, missing items, checksum
+mismatch) moves that step directory aside to ``<run>/checkpoints.corrupt/`` with a
+warning and falls back to the previous step; nothing there is ever deleted. A checkpoint
+that is intact but holds a state of another structure (another model, or an optimiser
+whose state changed with a library upgrade) is not damaged: it is compared with the
+model's state through orbax's metadata, before any array is read, and the run stops with
+:class:`CheckpointMismatch` naming what differs. Orbax writes each step to a temporary
+directory and renames it when complete, so a save cut short by a kill leaves no step
+directory at all (the temporary one is cleaned up on the next start).
 """
 
 from __future__ import annotations
@@ -61,6 +65,44 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be restored."""
 
 
+class CheckpointMismatch(CheckpointError):
+    """An intact checkpoint whose state does not fit this model and optimiser."""
+
+
+def _path_names(path: tuple) -> tuple[str, ...]:
+    # Orbax stores namedtuples and lists as string-keyed nodes: compare by name alone.
+    names = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                names.append(str(getattr(key, attr)))
+                break
+        else:
+            names.append(str(key))
+    return tuple(names)
+
+
+def _leaf_specs(tree: Any) -> dict[tuple[str, ...], tuple[tuple[int, ...], str]]:
+    """``{path: (shape, dtype)}`` of a tree of arrays, ShapeDtypeStructs or orbax metadata."""
+    return {
+        _path_names(path): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def structure_differences(saved: Any, expected: Any, limit: int = 5) -> list[str]:
+    """What keeps the saved state tree from fitting the expected one, in words ([] = fits)."""
+    have, want = _leaf_specs(saved), _leaf_specs(expected)
+    show = lambda path: "/".join(path)  # noqa: E731
+    out = [f"missing from the checkpoint: {show(p)}" for p in sorted(set(want) - set(have))]
+    out += [f"in the checkpoint but not in this model: {show(p)}" for p in sorted(set(have) - set(want))]
+    out += [
+        f"{show(p)}: saved {have[p][0]} {have[p][1]}, this model has {want[p][0]} {want[p][1]}"
+        for p in sorted(set(have) & set(want)) if have[p] != want[p]
+    ]
+    return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
+
+
 class Checkpoints:
     """The run's checkpoints under ``directory`` (normally ``<run>/checkpoints``)."""
 
@@ -94,7 +136,13 @@ class Checkpoints:
             cleanup_tmp_directories=True,
             create=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta", "config"))
+        # Handlers named up front, so the state's metadata can be read before any restore.
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+            "config": ocp.JsonCheckpointHandler(),
+        }
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     # ---------------------------------------------------------------- saving
     def save(
@@ -141,8 +189,34 @@ class Checkpoints:
     def best_step(self) -> int | None:
         return self.manager.best_step()
 
+    def check_structure(self, step: int, abstract_state: Any) -> None:
+        """Raise :class:`CheckpointMismatch` when ``step`` holds a state of another structure.
+
+        Reads orbax's metadata only; a checkpoint whose metadata cannot be read is damaged
+        (:class:`CheckpointError`).
+        """
+        try:
+            saved = self.manager.item_metadata(step)["state"]
+            saved = getattr(saved, "tree", saved)
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged files
+            raise CheckpointError(f"its metadata cannot be read ({type(e).__name__}: {e})") from e
+        if saved is None:
+            raise CheckpointError("its state item has no metadata")
+        differences = structure_differences(saved, abstract_state)
+        if differences:
+            raise CheckpointMismatch(
+                f"{self.directory / str(step)} is intact but does not fit this model and optimiser "
+                f"(a changed model or optimiser config, or a library upgrade that changed the optimiser "
+                f"state): {'; '.join(differences)}. Nothing was moved. To go on, start a new run "
+                f"directory (name=... or workdir=...) and warm-start it from this one with "
+                f"init_from={self.directory.parent} (parameters only), or go back to the code and "
+                f"config that wrote it"
+            )
+
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
-        """``(state_tree, meta, config)`` of ``step``; raises :class:`CheckpointError`."""
+        """``(state_tree, meta, config)`` of ``step``; raises :class:`CheckpointError`
+        (:class:`CheckpointMismatch` for an intact checkpoint of another structure)."""
+        self.check_structure(step, abstract_state)
         try:
             out = self.manager.restore(
                 step,
@@ -187,25 +261,30 @@ class Checkpoints:
                     check_config(self.read_config(step))
                 state, meta, config = self.restore(step, abstract_state)
                 return step, state, meta, config
+            except CheckpointMismatch:
+                raise  # intact: never moved aside
             except CheckpointError as e:
-                if "tree structures do not match" in str(e):
-                    raise CheckpointError(
-                        f"{self.directory / str(step)} holds a state of another structure than this "
-                        "model's (a different model or optimiser config); use another run directory"
-                    ) from e
-                aside = self.directory.parent / f"{self.directory.name}.corrupt" / str(step)
-                msg = (
-                    f"checkpoint {self.directory / str(step)} is unreadable ({e}); moved it to "
-                    f"{aside} and falling back to the previous checkpoint"
-                )
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                log.warning(msg)
-                aside.parent.mkdir(parents=True, exist_ok=True)
-                if aside.exists():
-                    shutil.rmtree(aside)
-                self.manager.close()
-                shutil.move(str(self.directory / str(step)), str(aside))
-                self._open()
+                self._set_aside(step, e)
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        """Move a damaged step directory to ``checkpoints.corrupt/`` under a name not yet
+        taken there (an earlier quarantined copy is never replaced)."""
+        corrupt = self.directory.parent / f"{self.directory.name}.corrupt"
+        aside = corrupt / str(step)
+        n = 1
+        while aside.exists():
+            aside = corrupt / f"{step}.{n}"
+            n += 1
+        msg = (
+            f"checkpoint {self.directory / str(step)} is unreadable ({error}); moved it to "
+            f"{aside} and falling back to the previous checkpoint"
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        log.warning(msg)
+        corrupt.mkdir(parents=True, exist_ok=True)
+        self.manager.close()
+        shutil.move(str(self.directory / str(step)), str(aside))
+        self._open()
 
 
 def read_params(path: str | Path) -> dict:
