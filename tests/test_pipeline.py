@@ -125,6 +125,28 @@ def test_resume_mid_epoch_gives_exactly_the_next_batches():
         assert _equal(next(resumed), want)
 
 
+def test_resume_on_another_device_layout_gives_the_same_elements():
+    """A run saved on 2 devices resumes on 1 or 6: the state holds the global batch only."""
+    two = dict(image_size=8, per_device_batch=3, num_devices=2, seed=3, mixture={"posts": 1, "web": 1})
+    reference = _take(P.train_loader(_sources(), **two), 6)
+    first = P.train_loader(_sources(), **two)
+    _take(first, 3)
+    state = json.loads(json.dumps(first.get_state()))
+    for layout in ({"per_device_batch": 6, "num_devices": 1}, {"per_device_batch": 1, "num_devices": 6}):
+        resumed = P.train_loader(_sources(), **{**two, **layout})
+        resumed.set_state(state)
+        for want in reference[3:]:
+            got = next(resumed)
+            assert np.array_equal(got["image"].reshape(want["image"].shape), want["image"])
+            assert np.array_equal(got["index"].reshape(-1), want["index"].reshape(-1))
+    # a state written before the layout was dropped from it (version 1) still resumes
+    old = {**state, "version": 1, "config": {**{k: v for k, v in state["config"].items() if k != "global_batch"},
+                                             "per_device_batch": 3, "num_devices": 2}}
+    resumed = P.train_loader(_sources(), **two)
+    resumed.set_state(old)
+    assert _equal(next(resumed), reference[3])
+
+
 def test_resume_with_worker_processes_matches_in_process_batches():
     # Batches are a function of (seed, position) only, so a run may resume with other
     # workers; this also exercises the multiprocessing path (spawned workers).

@@ -66,3 +66,107 @@ def test_binary_metrics():
     assert m["f1"] == pytest.approx(1 / 2)
     assert m["auc"] == pytest.approx(5 / 6)
     assert np.isnan(binary_metrics(np.zeros(3), np.ones(3) / 2)["auc"])
+
+
+def _sigterm():
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _checkpoint_steps(run):
+    return sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+
+
+@pytest.mark.parametrize("phase", ["compile", "log", "checkpoint", "eval"])
+def test_sigterm_at_every_phase_saves_what_it_says(tmp_path, monkeypatch, phase):
+    """Whenever SIGTERM lands, the step the run reports is a checkpoint that exists, and
+    the next run resumes from it."""
+    import drugjax.training.loop as loop
+    from drugjax.training.checkpoint import Checkpoints
+
+    # log at 3, checkpoint at 4, evaluate at 5: the phases fall on different steps.
+    cfg = _heads_cfg(tmp_path, steps=9, log_every=3, checkpoint_every=4, eval_every=5)
+    landing = {"compile": 1, "log": 3, "checkpoint": 4, "eval": 5}[phase]
+    if phase == "compile":
+        make_steps = loop.make_steps
+
+        def make_steps_that_signal(*a, **k):
+            train_fn, eval_fn = make_steps(*a, **k)
+            calls = []
+
+            def train_and_signal(*args):
+                calls.append(1)
+                if len(calls) == 1:
+                    _sigterm()  # while the first step is being compiled
+                return train_fn(*args)
+            return train_and_signal, eval_fn
+        monkeypatch.setattr(loop, "make_steps", make_steps_that_signal)
+    elif phase == "log":
+        write = loop.MetricWriter.write
+
+        def write_and_signal(self, step, split, values):
+            write(self, step, split, values)
+            if split == "train" and step == landing:
+                _sigterm()
+        monkeypatch.setattr(loop.MetricWriter, "write", write_and_signal)
+    elif phase == "checkpoint":
+        save = Checkpoints.save
+
+        def save_and_signal(self, step, *a, **k):
+            save(self, step, *a, **k)
+            if step == landing:
+                _sigterm()
+        monkeypatch.setattr(Checkpoints, "save", save_and_signal)
+    else:
+        evaluate = loop._evaluate
+
+        def evaluate_and_signal(*a, **k):
+            out = evaluate(*a, **k)
+            _sigterm()
+            return out
+        monkeypatch.setattr(loop, "_evaluate", evaluate_and_signal)
+
+    run = tmp_path / "run"
+    stopped = train_and_evaluate(cfg, run, sources=make_sources())
+    assert stopped["interrupted"]
+    # A signal during a save is acted on at the next step (which saves again).
+    assert stopped["step"] == (landing + 1 if phase == "checkpoint" else landing)
+    assert stopped["step"] in _checkpoint_steps(run)
+    assert json.loads((run / "results.json").read_text())["step"] == stopped["step"]
+
+    monkeypatch.undo()
+    finished = train_and_evaluate(cfg, run, sources=make_sources())
+    assert finished["step"] == 9 and not finished["interrupted"]
+    train_steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()
+                   if json.loads(l)["split"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # each logged once, the resume started at the saved step
+
+
+def test_changed_steps_are_refused_for_a_cosine_schedule(tmp_path):
+    sources = make_sources()
+    train_and_evaluate(_heads_cfg(tmp_path, steps=4), tmp_path / "run", sources=sources)
+    with pytest.raises(ConfigError, match=r"steps=4.*init_from="):
+        train_and_evaluate(_heads_cfg(tmp_path, steps=8), tmp_path / "run", sources=sources)
+    # a constant schedule does not depend on steps: the run is extended
+    train_and_evaluate(_heads_cfg(tmp_path, steps=4, **{"optim.schedule": "constant"}), tmp_path / "c", sources=sources)
+    res = train_and_evaluate(_heads_cfg(tmp_path, steps=8, **{"optim.schedule": "constant"}), tmp_path / "c",
+                             sources=sources)
+    assert res["step"] == 8
+
+
+@pytest.mark.parametrize("key", ["log_every", "eval_every", "checkpoint_every"])
+def test_zero_intervals_are_refused_at_start(tmp_path, key):
+    with pytest.raises(ConfigError, match=f"{key} must be >= 1"):
+        train_and_evaluate(_heads_cfg(tmp_path, **{key: 0}), tmp_path / "r", sources=make_sources())
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_results_hold_best_step_metrics_and_data_counts(tmp_path):
+    sources = make_sources()
+    sources["posts"][0]["image"] = None  # a post without a picture is counted, not silently dropped
+    res = train_and_evaluate(_heads_cfg(tmp_path, steps=6, eval_every=2), tmp_path / "run", sources=sources)
+    assert res["best_step"] in (2, 4, 6) and res["best_val"]["auc"] is not None
+    assert res["data"]["posts"]["records"] == 40 and res["data"]["posts"]["without_image"] == 1
+    assert res["data"]["posts"]["used"] == 39

@@ -278,7 +278,7 @@ def _check_rejections(builder: str, loaded: schema.Loaded, max_rejected: float) 
             "not go unnoticed. Rejected:\n  " + "\n  ".join(listed)
             + (f"\n  ... and {more} more" if more > 0 else "")
             + "\nFix these records (`python -m drugjax.data validate ROOT --rejected PATH` lists "
-            "them all) or raise max_rejected."
+            "them all) or raise the limit (train.py: data.max_rejected=0.1)."
         )
 
 

@@ -45,7 +45,7 @@ from drugjax.tasks import KIND_NAMES
 
 #: Sources that hold images the loaders can use, in the order eval_loader reads them.
 IMAGE_SOURCES: tuple[str, ...] = ("posts", "web")
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 1 recorded per_device_batch and num_devices instead of global_batch
 _SCAN_CHUNK = 256
 
 
@@ -232,6 +232,16 @@ def _finish(ds: grain.MapDataset, workers: int, threads: int) -> grain.IterDatas
     return it
 
 
+def _upgrade_state(state: Any) -> Any:
+    """A version-1 state (layout-dependent) as version 2: the same position and data."""
+    if not isinstance(state, Mapping) or state.get("version") != 1 or not isinstance(state.get("config"), Mapping):
+        return state
+    config = dict(state["config"])
+    if "per_device_batch" in config and "num_devices" in config:
+        config["global_batch"] = int(config.pop("per_device_batch")) * int(config.pop("num_devices"))
+    return {**state, "version": _STATE_VERSION, "config": config}
+
+
 class TrainLoader:
     """Infinite iterator of training batches with a JSON-serialisable, restorable state.
 
@@ -278,6 +288,7 @@ class TrainLoader:
 
     def set_state(self, state: Mapping) -> None:
         """Continue from a state returned by :meth:`get_state` of an equivalent loader."""
+        state = _upgrade_state(state)
         if (
             not isinstance(state, Mapping)
             or state.get("version") != _STATE_VERSION
@@ -408,8 +419,9 @@ def train_loader(
         "folds": None if folds is None else sorted(int(f) for f in folds),
         "seed": int(seed),
         "image_size": int(image_size),
-        "per_device_batch": int(per_device_batch),
-        "num_devices": int(num_devices),
+        # The global batch only: batch n holds the same elements whatever the device
+        # layout, so a run may resume on another number of devices.
+        "global_batch": int(per_device_batch * num_devices),
         "augment": None if augment is None else dataclasses.asdict(augment),
     }
     config = json.loads(json.dumps(config))  # tuples -> lists, as a restored state has them

@@ -153,9 +153,14 @@ class Checkpoints:
         data_state: Any,
         config: dict,
         metrics: dict[str, float] | None = None,
+        extra_meta: dict | None = None,
     ) -> None:
-        """Save ``state_tree`` (see ``TrainState.to_tree``) at ``step`` (asynchronously)."""
-        meta = {"step": int(step), "data_state": data_state, "state_sha256": tree_digest(state_tree)}
+        """Save ``state_tree`` (see ``TrainState.to_tree``) at ``step`` (asynchronously).
+
+        ``extra_meta`` adds JSON fields to the meta item (e.g. every host's data state).
+        """
+        meta = {"step": int(step), "data_state": data_state, "state_sha256": tree_digest(state_tree),
+                **(extra_meta or {})}
         if metrics is not None:
             metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
             if self.best_metric not in metrics:

@@ -63,6 +63,9 @@ class DataConfig:
     mixture: list[float] = field(default_factory=list)
     augment: bool = True
     workers: int = 0
+    # Largest share of rejected records (bad lines, unreadable images) per file before a
+    # dataset build stops; every rejection is listed either way.
+    max_rejected: float = 0.05
     batch_size: int = 32  # global, split evenly over the devices
     eval_batch_size: int = 64  # global
 

@@ -2,13 +2,15 @@
 
 The paper extracts GoogLeNet features once and trains the multitask trunk on them. Here
 the backbone runs once over every usable record (no augmentation), the 1024-d features
-are cached in the run directory, and training steps only run the trunk and heads.
+are cached under ``<data_dir>/features/`` (shared by every run with the same backbone
+weights and data), and training steps only run the trunk and heads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from drugjax.data import pipeline
+
+log = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
 
@@ -89,7 +93,9 @@ def load_features(path: Path, key: str) -> dict[str, dict[str, np.ndarray]] | No
                 name, field = k.split("/", 1)
                 out.setdefault(name, {})[field] = z[k]
             return out
-    except (OSError, ValueError, KeyError):  # unreadable cache: recompute it
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("the feature cache %s cannot be read (%s: %s); extracting the features again",
+                    path, type(e).__name__, e)
         return None
 
 

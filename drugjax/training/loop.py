@@ -60,7 +60,26 @@ def _as_dict(cfg: DictConfig | TrainConfig | Mapping) -> dict:
     return dict(cfg)
 
 
+def _missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    missing = []
+    for key in cfg.keys():
+        if OmegaConf.is_missing(cfg, key):
+            missing.append(f"{prefix}{key}")
+        elif isinstance(cfg[key], DictConfig):
+            missing += _missing_keys(cfg[key], f"{prefix}{key}.")
+    return missing
+
+
 def _to_config(cfg: DictConfig | TrainConfig | Mapping) -> TrainConfig:
+    if isinstance(cfg, DictConfig):
+        missing = _missing_keys(cfg)
+        if missing:
+            # '???' in a config group (e.g. data=dir's root) would otherwise become None
+            # and quietly mean "the synthetic world".
+            raise ConfigError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required here; set "
+                + " ".join(f"{k}=..." for k in missing) + " on the command line (e.g. data=dir data.root=PATH)"
+            )
     schema = OmegaConf.structured(TrainConfig)
     merged = OmegaConf.merge(schema, OmegaConf.create(_as_dict(cfg)))
     return OmegaConf.to_object(merged)
@@ -102,8 +121,9 @@ def _check(cfg: TrainConfig, num_devices: int) -> None:
     for key, size in (("data.batch_size", d.batch_size), ("data.eval_batch_size", d.eval_batch_size)):
         if size < num_devices or size % num_devices:
             raise ConfigError(f"{key}={size} must be a positive multiple of the {num_devices} devices in use")
-    if cfg.steps < 1:
-        raise ConfigError(f"steps must be >= 1, got {cfg.steps}")
+    for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
     if cfg.best_metric not in METRICS + ("loss",) or cfg.objective not in METRICS + ("loss",):
         raise ConfigError(f"best_metric and objective must be among {METRICS + ('loss',)}")
     if not 0.0 <= m.relation_weight:
@@ -189,8 +209,10 @@ def _load_sources(cfg: TrainConfig) -> dict:
         from drugjax.data.builders import prepare
     except ImportError as e:  # pragma: no cover - only before the builders exist
         raise ConfigError(f"cannot build datasets: drugjax.data.builders is unavailable ({e})") from e
+    if not 0 <= cfg.data.max_rejected <= 1:
+        raise ConfigError(f"data.max_rejected must be a share between 0 and 1, got {cfg.data.max_rejected}")
     return prepare(cfg.data.root, preset=cfg.data.preset, seed=cfg.data.seed, image_size=cfg.data.image_size,
-                   data_dir=cfg.data.data_dir)
+                   data_dir=cfg.data.data_dir, max_rejected=cfg.data.max_rejected)
 
 
 class _ImageBatches:
@@ -308,6 +330,113 @@ def _check_finite(step: int, m: dict, tasks, ckpt_dir: Path, last_good: int | No
         fail(f"gradient of params{bad[0] if bad else ''}", m["grad_norm"])
 
 
+def _usable_records(sources: Mapping[str, Any], names: list[str]) -> dict[str, dict[str, int]]:
+    """Per source: records, and how many the loaders leave out (no image, no label), logged."""
+    from drugjax.data import pipeline
+
+    counts = {}
+    for name in names:
+        columns = pipeline.scan(sources[name])
+        no_image, unlabelled = int((~columns.has_image).sum()), int((columns.kind < 0).sum())
+        used = int((columns.has_image & (columns.kind >= 0)).sum())
+        counts[name] = {"records": len(columns.kind), "used": used, "without_image": no_image, "unlabelled": unlabelled}
+        if used < len(columns.kind):
+            log.info("%s: %d of %d records are used; left out: %d without an image, %d unlabelled",
+                     name, used, len(columns.kind), no_image, unlabelled)
+    return counts
+
+
+def _logged_val(metrics_path: Path, step: int | None) -> dict | None:
+    """The validation metrics metrics.jsonl holds for ``step`` (the best one), if any."""
+    if step is None or not metrics_path.exists():
+        return None
+    found = None
+    for line in metrics_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("split") == "val" and record.get("step") == step:
+            found = {k: v for k, v in record.items() if k not in ("step", "split")}
+    return found
+
+
+def _check_steps_change(saved_cfg: Mapping, cfg: TrainConfig, workdir: Path) -> None:
+    """``steps`` may change on resume only where it does not shape the learning rate."""
+    saved_steps = saved_cfg.get("steps")
+    if saved_steps is None or saved_steps == cfg.steps:
+        return
+    warmup_same = min(cfg.optim.warmup_steps, saved_steps - 1) == min(cfg.optim.warmup_steps, cfg.steps - 1)
+    if cfg.optim.schedule == "constant" and warmup_same:
+        log.info("steps changed from %d to %d on resume (constant schedule: the rate is unchanged)", saved_steps, cfg.steps)
+        return
+    raise ConfigError(
+        f"{workdir} was started with steps={saved_steps}; now steps={cfg.steps}. The "
+        f"{cfg.optim.schedule} learning-rate schedule spans `steps`, so resuming with another value "
+        f"would bend the schedule half-way. Resume with steps={saved_steps}, or train longer in a new "
+        f"run warm-started from this one: name=NEW init_from={workdir} steps={cfg.steps}"
+    )
+
+
+def _data_states_of_all_processes(local_state: Any) -> dict:
+    """``{"data_states": [state of process 0, 1, ...]}`` on several hosts, else ``{}``.
+
+    Each host draws its own shuffle, so each host's iterator state is saved (the
+    checkpoint's JSON items are written by process 0 alone).
+    """
+    if jax.process_count() == 1:
+        return {}
+    from jax.experimental import multihost_utils
+
+    blob = np.frombuffer(json.dumps(local_state).encode(), np.uint8)
+    lengths = multihost_utils.process_allgather(np.int32(blob.size))
+    padded = np.zeros(int(np.max(lengths)), np.uint8)
+    padded[: blob.size] = blob
+    blobs = multihost_utils.process_allgather(padded)
+    return {"data_states": [json.loads(bytes(b[:n]).decode()) for b, n in zip(blobs, lengths)]}
+
+
+def _restore_data_state(loader: Any, meta: Mapping, step_dir: Path) -> None:
+    """Put the data iterator where the checkpoint's was (this host's own state)."""
+    states = meta.get("data_states")
+    if states is not None and len(states) != jax.process_count():
+        raise ConfigError(
+            f"{step_dir} was saved by {len(states)} processes and this run has {jax.process_count()}; "
+            "each host's data position is saved separately, so resume with the same number of processes"
+        )
+    state = states[jax.process_index()] if states is not None else meta.get("data_state")
+    try:
+        loader.set_state(state)
+    except ValueError as e:
+        raise ConfigError(f"cannot resume the data iterator saved in {step_dir}: {e}") from None
+
+
+class _Progress:
+    """A tqdm bar of completed steps (not dispatched ones) that says when it compiles."""
+
+    def __init__(self, total: int, start: int, desc: str, *, enabled: bool):
+        self._bar = None
+        if enabled and start < total:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
+            self._bar.set_postfix_str("compiling the training step")
+
+    def finished(self, step: int, **postfix: str) -> None:
+        """Steps up to ``step`` have completed on the device."""
+        if self._bar is None:
+            return
+        self._bar.update(step - self._bar.n)
+        if postfix:
+            self._bar.set_postfix(**postfix)
+        elif step == self._bar.n:
+            self._bar.set_postfix_str("")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _evaluate(eval_fn, state, batches, parallel: DataParallel, drug_col: int) -> dict[str, float]:
     probs, labels, losses = [], [], []
     for b in batches:
@@ -383,6 +512,7 @@ def train_and_evaluate(
         raise ConfigError(f"data.sources={list(dcfg.sources)}: {missing} not among the built sources {sorted(sources)}")
     if "posts" not in sources:
         raise ConfigError("validation needs the 'posts' source (Instagram posts with drug labels)")
+    data_counts = _usable_records(sources, sorted(set(dcfg.sources) | {"posts"}))
     train_sources = {n: sources[n] for n in dcfg.sources}
     if "web" in train_sources:
         train_sources["web"] = _TrainFoldSource(train_sources["web"], train_folds[0])
@@ -488,9 +618,9 @@ def train_and_evaluate(
 
     ckpt_dir = workdir / "checkpoints"
     ckpts = Checkpoints(ckpt_dir, keep=cfg.keep_checkpoints, best_metric=cfg.best_metric)
-    writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main)
     start = 0
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype), state.to_tree())
+
     def check_config(saved_cfg: dict) -> None:
         changes = _config_changes(saved_cfg, config_dict)
         if changes:
@@ -498,17 +628,21 @@ def train_and_evaluate(
                 f"{workdir} holds a run with a different config (saved, now): {changes}. "
                 "Use another run directory (e.g. name=...) or delete that one to start afresh."
             )
+        _check_steps_change(saved_cfg, cfg, workdir)
 
     try:
         restored = ckpts.restore_latest(abstract, check_config=check_config)
+        if restored is not None:
+            start, tree, meta, _ = restored
+            state = state.from_tree(tree)
+            _restore_data_state(train_data, meta, ckpt_dir / str(start))
     except (ConfigError, CheckpointError):
         ckpts.close()
         raise
+    # Only now, with the run directory's checkpoints known to fit, is anything written there.
+    writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main,
+                          resume_step=start if restored is not None else None)
     if restored is not None:
-        start, tree, meta, _ = restored
-        state = state.from_tree(tree)
-        train_data.set_state(meta["data_state"])
-        writer.truncate_after(start)
         log.info("resumed from %s at step %d", ckpt_dir, start)
     state = parallel.put_state(state)
     train_fn, eval_fn = make_steps(parallel, relation_weight=cfg.model.relation_weight, tasks=tasks)
@@ -520,11 +654,7 @@ def train_and_evaluate(
     step = start
     t_window, n_window = time.time(), 0
     global_batch = dcfg.batch_size
-    bar = None
-    if cfg.progress and is_main and start < cfg.steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
+    progress = _Progress(cfg.steps, start, f"train {cfg.name}", enabled=cfg.progress and is_main)
 
     def flush():
         nonlocal t_window, n_window
@@ -541,8 +671,7 @@ def train_and_evaluate(
         values = {"loss": mean_loss, "grad_norm": float(m["grad_norm"]), f"{units}_per_s": rate}
         values.update({f"loss_{t}": float(v) for t, v in zip(tasks, np.atleast_1d(m["task_loss"]))})
         writer.write(s_last, "train", values)
-        if bar is not None:
-            bar.set_postfix(loss=f"{mean_loss:.4f}", **{f"{units}/s": f"{rate:.1f}"})
+        progress.finished(s_last, loss=f"{mean_loss:.4f}", **{f"{units}/s": f"{rate:.1f}"})
         pending.clear()
         t_window, n_window = time.time(), 0
 
@@ -554,24 +683,33 @@ def train_and_evaluate(
                 step += 1
                 n_window += 1
                 pending.append((step, metrics))
-                if cfg.parallel.block_every_step:
+                if step == start + 1:
+                    # The first step compiles: wait for it, so the bar says "compiling" for
+                    # that time and the throughput window starts after it.
                     jax.block_until_ready(metrics)
-                if bar is not None:
-                    bar.update(1)
+                    progress.finished(step)
+                    t_window, n_window = time.time(), 0
+                elif cfg.parallel.block_every_step:
+                    jax.block_until_ready(metrics)
                 last = step == cfg.steps
                 do_eval = last or step % cfg.eval_every == 0
-                do_ckpt = do_eval or step % cfg.checkpoint_every == 0 or stop.requested
-                if do_ckpt or step % cfg.log_every == 0:
+                if do_eval or step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0:
                     flush()  # raises on NaN/Inf before anything is saved
                 if do_eval:
                     val = _evaluate(eval_fn, state, val_batches(), parallel, drug_col)
                     writer.write(step, "val", val)
                     t_window = time.time()  # keep evaluation out of the throughput
-                if do_ckpt:
+                # Read once, after the blocking work above (a SIGTERM may land during it):
+                # the decision to save and the decision to stop are one and the same.
+                stop_now = stop.requested and not last
+                if do_eval or step % cfg.checkpoint_every == 0 or stop_now:
+                    flush()
                     ckpts.save(step, state.to_tree(), data_state=train_data.get_state(), config=config_dict,
-                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None)
+                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None,
+                               extra_meta=_data_states_of_all_processes(train_data.get_state()))
                     last_good = step
-                if stop.requested and not last:
+                if stop_now:
+                    ckpts.wait()  # the checkpoint exists before the message says so
                     interrupted = True
                     log.warning("SIGTERM: saved a checkpoint at step %d; run the same command to resume", step)
                     break
@@ -579,8 +717,7 @@ def train_and_evaluate(
             # Nothing left to train (a finished run started again): evaluate the state.
             val = _evaluate(eval_fn, state, val_batches(), parallel, drug_col)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         best_step = ckpts.best_step()
         ckpts.close()
         writer.close()
@@ -597,6 +734,8 @@ def train_and_evaluate(
         "objective": None if val is None else val[cfg.objective],
         "objective_name": cfg.objective,
         "best_step": best_step,
+        "best_val": _logged_val(writer.path, best_step),
+        "data": data_counts,
         "workdir": str(workdir),
         "devices": ndev,
         "parallel": cfg.parallel.mode,

@@ -55,14 +55,21 @@ class MetricWriter:
     values) and, optionally, to TensorBoard event files under ``<run>/tensorboard``
     (written with tensorboardX, no TensorFlow)."""
 
-    def __init__(self, workdir: str | Path, *, tensorboard: bool = True, enabled: bool = True):
+    def __init__(self, workdir: str | Path, *, tensorboard: bool = True, enabled: bool = True,
+                 resume_step: int | None = None):
+        """``resume_step``: the run resumes from a checkpoint at that step; points written
+        after it (by the run that was cut short) are dropped from both records."""
         self.path = Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
+        if resume_step is not None:
+            self.truncate_after(resume_step)
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+            # purge_step tells TensorBoard to discard the earlier events from that step on.
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"), purge_step=purge)
 
     def truncate_after(self, step: int) -> None:
         """Drop lines of steps after ``step`` (the run resumes from a checkpoint there and
@@ -88,6 +95,7 @@ class MetricWriter:
             for k, v in values.items():
                 if isinstance(v, (int, float, np.number)) and math.isfinite(float(v)):
                     self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+            self._tb.flush()  # on disk at every log boundary: a SIGKILL loses nothing written
 
     def close(self) -> None:
         if self._tb is not None:
