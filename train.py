@@ -3,27 +3,64 @@
     python train.py                                  # finetune on the embedded synthetic world
     python train.py experiment=paper_mtl             # the paper: frozen features + multitask trunk
     python train.py experiment=paper_mlp             # Table 1's single-task MLP baseline
-    python train.py data.root=/path/to/ROOT steps=2000 data.batch_size=64
+    python train.py data=dir data.root=/path/to/ROOT steps=2000 data.batch_size=64
     python train.py -m model.relation_weight=0,0.25,0.5,0.75,1   # relation-weight ablation
     python train.py -m hparams_search=optuna         # Optuna TPE (pip install -e '.[sweep]')
 
-Runs live in runs/<name> (runs/<name>-multirun/<overrides> for sweeps); running the same
-command again resumes from the latest checkpoint there. See docs/training.md.
+A run lives in runs/<name>; running the same command again resumes from its latest
+checkpoint. A multirun lives in runs/<name>-multirun/, one numbered directory per job
+(<job>/.hydra/overrides.yaml says which), with summary.csv and summary.md across the
+jobs; the same sweep again resumes its jobs, a different one there is refused. See
+docs/training.md.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from drugjax.training.config import register_configs
 
 register_configs()
 log = logging.getLogger("train")
+
+
+def _hydra_record_writer(cfg: DictConfig):
+    """A function that writes Hydra's record of this run (``.hydra/config.yaml``,
+    ``overrides.yaml``, ``hydra.yaml``) into the run directory. Hydra's own writing is
+    off (``hydra.output_subdir: null``) because it happens before any check: a refused
+    run would overwrite the record of the run that is there."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+
+    def write(workdir: Path) -> None:
+        record = Path(workdir) / ".hydra"
+        record.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, record / "config.yaml", resolve=False)
+        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), record / "overrides.yaml")
+        OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)}), record / "hydra.yaml")
+    return write
+
+
+def _report(cfg: DictConfig, results: dict, workdir: str) -> None:
+    def line(val: dict) -> str:
+        return (f"accuracy {val['accuracy']:.3f} (all-negative {1 - val['positives'] / val['n']:.3f})  "
+                f"precision {val['precision']:.3f}  recall {val['recall']:.3f}  F1 {val['f1']:.3f}  "
+                f"AUC {val['auc']:.3f}")
+
+    val = results["val"]
+    print(f"validation (drug head, fold {cfg.data.val_fold}, n={val['n']}), last step {results['step']}: "
+          f"{line(val)}   [{results['wall_time_s']:.0f} s, run dir {workdir}]", flush=True)
+    best, best_step = results.get("best_val"), results.get("best_step")
+    if best and best_step is not None and best_step != results["step"]:
+        print(f"validation at the best step by {cfg.best_metric} ({best_step}): {line(best)}", flush=True)
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -40,19 +77,22 @@ def run(cfg: DictConfig) -> float | None:
         if not HydraConfig.initialized():
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
-    results = train_and_evaluate(cfg, workdir)
+    (Path(workdir) / "error.txt").unlink(missing_ok=True)  # ours, from an earlier failed attempt
+    results = train_and_evaluate(cfg, workdir, on_start=_hydra_record_writer(cfg))
     if results["interrupted"]:
-        print(f"stopped by SIGTERM at step {results['step']}; checkpoint saved in {workdir}; "
-              "run the same command to resume", flush=True)
+        print(f"stopped by SIGTERM at step {results['step']}; checkpoint {results['step']} saved in "
+              f"{workdir}; run the same command to resume", flush=True)
         return None
-    val = results["val"]
-    print(
-        f"validation (drug head, fold {cfg.data.val_fold}, n={val['n']}, step {results['step']}): "
-        f"accuracy {val['accuracy']:.3f}  precision {val['precision']:.3f}  recall {val['recall']:.3f}  "
-        f"F1 {val['f1']:.3f}  AUC {val['auc']:.3f}   [{results['wall_time_s']:.0f} s, run dir {workdir}]",
-        flush=True,
-    )
+    _report(cfg, results, workdir)
     return results["objective"]
+
+
+def _log_to_file_only(message: str) -> None:
+    # The console already has the message once (stderr); the job's log file keeps it too.
+    record = logging.LogRecord("train", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 @hydra.main(config_path="conf", config_name="train", version_base=None)
@@ -60,6 +100,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
     from drugjax.data.builders import BuildError
     from drugjax.models.weights import WeightsError
+    from drugjax.safe_text import printable
     from drugjax.training.checkpoint import CheckpointError
     from drugjax.training.loop import ConfigError, NonFiniteError
 
@@ -69,10 +110,16 @@ def main(cfg: DictConfig) -> float | None:
         ConfigError, BuildError, WeightsError, NonFiniteError, CheckpointError, FileNotFoundError
     ) as e:
         # A user error or a diverged run: one clear sentence, no library traceback.
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
-            raise  # a sweep records the failed job and moves on
+        message = printable(e) if not isinstance(e, BuildError) else str(e)  # BuildError escapes its data itself
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+        if multirun:
+            job = HydraConfig.get()
+            message = f"job {job.job.num} ({' '.join(job.overrides.task)}): {message}"
+            Path(job.runtime.output_dir, "error.txt").write_text(message + "\n")
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _log_to_file_only(message)
+        if multirun:
+            return math.nan  # the sweep records the failed job (summary.csv) and goes on
         sys.exit(1)
 
 

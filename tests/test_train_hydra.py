@@ -62,15 +62,19 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     assert results["config"]["data"]["mixture"] == [0.5, 0.5]
 
 
-def _run_train(args, tmp_path):
+def _run_train(args, tmp_path, returncode=0):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == returncode, proc.stderr[-3000:]
     return proc
 
 
-def test_relation_weight_multirun_runs_two_jobs(tmp_path):
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_relation_weight_multirun_runs_two_jobs_and_refuses_another_sweep_there(tmp_path):
     sweep = tmp_path / "multi"
     _run_train(["-m", "experiment=paper_mtl", "model.relation_weight=0,1", *_tiny(tmp_path),
                 f"hydra.sweep.dir={sweep}"], tmp_path)
@@ -79,7 +83,49 @@ def test_relation_weight_multirun_runs_two_jobs(tmp_path):
         results = json.loads((job / "results.json").read_text())
         assert results["step"] == 3
         weights[job.name] = results["config"]["model"]["relation_weight"]
+        assert "model.relation_weight=" in (job / ".hydra" / "overrides.yaml").read_text()
     assert weights == {"0": 0.0, "1": 1.0}
+    summary = (sweep / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("job,overrides,status,objective") and len(summary) == 3
+    assert "model.relation_weight=1" in summary[2] and ",finished," in summary[2]
+    assert (sweep / "summary.md").exists()
+
+    # Another sweep in the same directory would mix its jobs with these: refused, nothing written.
+    before = _files(sweep)
+    proc = _run_train(["-m", "experiment=paper_mtl", "model.relation_weight=0,0.5", *_tiny(tmp_path),
+                       f"hydra.sweep.dir={sweep}"], tmp_path, returncode=1)
+    assert "holds another sweep" in proc.stderr and "Traceback" not in proc.stderr
+    assert _files(sweep) == before
+
+
+def test_a_failed_multirun_job_is_one_line_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "multi"
+    tiny = [a for a in _tiny(tmp_path) if not a.startswith("eval_every")]
+    proc = _run_train(["-m", "experiment=paper_mtl", "eval_every=3,0", *tiny, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.stderr.count("eval_every must be >= 1") == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    rows = (sweep / "summary.csv").read_text().splitlines()
+    assert ",finished," in rows[1] and ",failed," in rows[2] and "eval_every must be >= 1" in rows[2]
+
+
+def test_a_refused_run_leaves_the_run_directory_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    tiny = [a for a in _tiny(tmp_path) if not a.startswith("tensorboard")]
+    _run_train([*tiny, f"hydra.run.dir={run}", "tensorboard=true"], tmp_path)
+    assert (run / ".hydra" / "overrides.yaml").exists() and list((run / "tensorboard").iterdir())
+    before = {k: v for k, v in _files(run).items() if not k.endswith(".log")}
+    proc = _run_train([*tiny, f"hydra.run.dir={run}", "tensorboard=true", "model.hidden=[8]"], tmp_path,
+                      returncode=1)
+    assert proc.stderr.count("holds a run with a different config") == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert {k: v for k, v in _files(run).items() if not k.endswith(".log")} == before
+
+
+def test_data_dir_without_a_root_is_refused(tmp_path):
+    proc = _run_train(["data=dir", f"workdir={tmp_path / 'run'}", "progress=false"], tmp_path, returncode=1)
+    assert "data.root is required" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("error:") == 1
+    assert not (tmp_path / "run").exists()
 
 
 def _has_optuna_sweeper() -> bool:
@@ -119,5 +165,5 @@ def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, m
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1
-    assert message in proc.stderr
+    assert message in proc.stderr and proc.stderr.count(message) == 1
     assert "Traceback" not in proc.stderr + proc.stdout

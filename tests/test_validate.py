@@ -132,3 +132,22 @@ def test_clean_world_exits_0_from_the_command_line(tmp_path):
 def test_missing_root_is_a_usage_error(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_control_characters_from_the_data_never_reach_the_terminal(tmp_path, capsys):
+    """An ANSI escape in a record (here its image path and id) is printed escaped."""
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    write_jsonl(root / "posts.jsonl", [post(1, image="images/\x1b[2J\x1b]0;pwned\x07.png", id="\x1b[31mred")])
+    assert main(["validate", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[2J" in out
+
+
+def test_printable_escapes_controls_and_keeps_text():
+    from drugjax.safe_text import printable
+
+    assert printable("plain 💊🍃 text, ñ, 日本") == "plain 💊🍃 text, ñ, 日本"
+    assert printable("a\x1b[0mb\u202ec\x00") == "a\\x1b[0mb\\u202ec\\x00"
+    assert printable("family 👨\u200d👩\u200d👧") == "family 👨\u200d👩\u200d👧"  # emoji joiners stay

@@ -53,6 +53,7 @@ from PIL import Image
 import drugjax
 from drugjax.data import schema
 from drugjax.data.pipeline import Columns
+from drugjax.safe_text import printable
 from drugjax.tasks import instagram_kind, web_kind
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _check_rejections(builder: str, loaded: schema.Loaded, max_rejected: float) 
     if bad and bad / total > max_rejected:
         listed = [str(r) for r in loaded.rejections[:_MAX_LISTED]]
         more = bad - len(listed)
-        files = ", ".join(sorted({r.file for r in loaded.rejections}))
+        files = printable(", ".join(sorted({r.file for r in loaded.rejections})))
         raise BuildError(
             f"{builder}: {bad} of {total} records rejected ({bad / total:.1%}) in {files}, more than "
             f"the limit of {max_rejected:.1%} (max_rejected); the build stops so that bad data does "

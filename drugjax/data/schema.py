@@ -30,6 +30,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from drugjax.safe_text import printable
+
 POSTS_FILE = "posts.jsonl"
 WEB_FILE = "web.jsonl"
 ACCOUNTS_FILE = "accounts.jsonl"
@@ -58,7 +60,8 @@ class Rejection:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.reason}"
+        # file names, fields and reasons quote the data: escaped for the terminal
+        return printable(f"{self.file}:{self.line}: {self.field}: {self.reason}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines form written by ``validate --rejected``."""

@@ -23,6 +23,7 @@ from drugjax.data.schema import (
     load_posts,
     load_web,
 )
+from drugjax.safe_text import printable
 
 
 @dataclasses.dataclass
@@ -71,10 +72,11 @@ def validate(
 def print_report(report: Report, out: TextIO) -> None:
     """The human-readable report: per-file counts, oddities, then every rejection."""
     counts = report.counts
-    width = max((len(f) for f in counts), default=10)
-    print(f"validated {report.root} in {report.seconds:.1f} s", file=out)
+    # File names (timelines/<username>.jsonl) come from the data: escaped.
+    width = max((len(printable(f)) for f in counts), default=10)
+    print(f"validated {printable(report.root)} in {report.seconds:.1f} s", file=out)
     for file, (good, bad) in counts.items():
-        print(f"  {file:<{width}}  {good:>7} good  {bad:>6} rejected", file=out)
+        print(f"  {printable(file):<{width}}  {good:>7} good  {bad:>6} rejected", file=out)
     good = sum(c[0] for c in counts.values())
     bad = sum(c[1] for c in counts.values())
     n_tl = sum(1 for f in counts if f.startswith("timelines/"))
@@ -83,7 +85,7 @@ def print_report(report: Report, out: TextIO) -> None:
     if report.oddities:
         print("accepted oddities (counted, repaired):", file=out)
         for what, n in sorted(report.oddities.items()):
-            print(f"  {n:>7}  {what}", file=out)
+            print(f"  {n:>7}  {printable(what)}", file=out)
     if report.rejections:
         print(f"rejected ({len(report.rejections)}):", file=out)
         for r in report.rejections:

@@ -46,6 +46,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    # synthetic: the embedded world (data=synthetic); dir: the user's own ROOT (data=dir),
+    # for which root is required (a missing root never falls back to the synthetic world).
+    kind: str = "synthetic"
     # A dataset ROOT (docs/data-format.md); None = the embedded synthetic world,
     # generated and built on first use (drugjax.data.builders.prepare).
     root: Optional[str] = None

@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +60,7 @@ def _as_dict(cfg: DictConfig | TrainConfig | Mapping) -> dict:
     return dict(cfg)
 
 
-def _missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
-    missing = []
-    for key in cfg.keys():
-        if OmegaConf.is_missing(cfg, key):
-            missing.append(f"{prefix}{key}")
-        elif isinstance(cfg[key], DictConfig):
-            missing += _missing_keys(cfg[key], f"{prefix}{key}.")
-    return missing
-
-
 def _to_config(cfg: DictConfig | TrainConfig | Mapping) -> TrainConfig:
-    if isinstance(cfg, DictConfig):
-        missing = _missing_keys(cfg)
-        if missing:
-            # '???' in a config group (e.g. data=dir's root) would otherwise become None
-            # and quietly mean "the synthetic world".
-            raise ConfigError(
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required here; set "
-                + " ".join(f"{k}=..." for k in missing) + " on the command line (e.g. data=dir data.root=PATH)"
-            )
     schema = OmegaConf.structured(TrainConfig)
     merged = OmegaConf.merge(schema, OmegaConf.create(_as_dict(cfg)))
     return OmegaConf.to_object(merged)
@@ -98,10 +79,13 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
 
 def _config_changes(saved: Mapping, current: Mapping) -> dict:
     a, b = _flatten(saved), _flatten(current)
+    defaults = _flatten(dataclasses.asdict(TrainConfig()))
     changed = {}
     for k in sorted(set(a) | set(b)):
         if k in _RESUME_FREE or k.split(".")[0] in _RESUME_FREE or ".".join(k.split(".")[:2]) in _RESUME_FREE:
             continue
+        if k not in a and b.get(k) == defaults.get(k, object()):
+            continue  # a key added to the schema since that run, at its default: no change
         if a.get(k) != b.get(k):
             changed[k] = (a.get(k), b.get(k))
     return changed
@@ -109,6 +93,10 @@ def _config_changes(saved: Mapping, current: Mapping) -> dict:
 
 def _check(cfg: TrainConfig, num_devices: int) -> None:
     m, d = cfg.model, cfg.data
+    if d.kind not in ("synthetic", "dir"):
+        raise ConfigError(f"data.kind must be synthetic or dir, got {d.kind!r}")
+    if d.kind == "dir" and not d.root:
+        raise ConfigError("data.root is required with data=dir: python train.py data=dir data.root=PATH")
     if m.kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind must be one of {MODEL_KINDS}, got {m.kind!r}")
     if m.dtype not in DTYPES:
@@ -455,6 +443,7 @@ def train_and_evaluate(
     workdir: str | Path,
     *,
     sources: Mapping[str, Any] | None = None,
+    on_start: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Train per ``cfg`` in ``workdir`` (resuming from its checkpoints) and evaluate.
 
@@ -465,6 +454,9 @@ def train_and_evaluate(
         ``<data_dir>/features/``, shared between runs.)
       sources: data sources as returned by ``drugjax.data.builders.prepare`` (built
         from ``cfg.data`` when None).
+      on_start: called with ``workdir`` once every check has passed (config, data,
+        checkpoints), before anything else is written there; train.py writes Hydra's
+        record of the run with it.
 
     Returns:
       The results (also written to ``workdir/results.json``): ``val`` (accuracy,
@@ -475,7 +467,6 @@ def train_and_evaluate(
     config_dict = _as_dict(cfg)
     cfg = _to_config(cfg)
     workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
 
     if cfg.parallel.distributed:
         # Several hosts: every process runs this same program; JAX needs to meet them
@@ -492,6 +483,7 @@ def train_and_evaluate(
         devices = devices[: cfg.parallel.num_devices]
     ndev = len(devices)
     _check(cfg, ndev)
+    workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_count() > 1 and cfg.parallel.mode != "pmap":
         raise ConfigError("several hosts need parallel=pmap (the shard_map mesh here spans local devices only)")
     parallel = DataParallel(cfg.parallel.mode, None if cfg.parallel.num_devices is None else devices)
@@ -640,6 +632,8 @@ def train_and_evaluate(
         ckpts.close()
         raise
     # Only now, with the run directory's checkpoints known to fit, is anything written there.
+    if on_start is not None and is_main:
+        on_start(workdir)
     writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main,
                           resume_step=start if restored is not None else None)
     if restored is not None:
