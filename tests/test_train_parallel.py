@@ -74,3 +74,53 @@ def test_pmap_and_shard_map_match_one_device(tmp_path):
             np.testing.assert_allclose(got["probs"], ref["probs"], atol=1e-5, err_msg=f"{name} {mode}")
             for a, b in zip(got["params"], ref["params"]):
                 np.testing.assert_allclose(a, b, atol=1e-5, err_msg=f"{name} {mode}")
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    import jax, numpy as np
+    from train_support import make_sources, tiny_config
+    import drugjax.training.loop as loop
+    from drugjax.training.checkpoint import read_params
+
+    assert jax.device_count() == 4, jax.devices()
+    base = {"model.kind": "heads", "data.data_dir": os.path.join(sys.argv[1], "cache"), "steps": 6,
+            "log_every": 1, "checkpoint_every": 3, "eval_every": 6, "parallel.block_every_step": True}
+    reference = loop.train_and_evaluate(tiny_config(**base, **{"parallel.num_devices": 4}),
+                                        os.path.join(sys.argv[1], "reference"), sources=make_sources())
+
+    # 1 device until a SIGTERM after step 3, then resumed on 4 devices.
+    write = loop.MetricWriter.write
+    def write_and_stop(self, step, split, values):
+        write(self, step, split, values)
+        if split == "train" and step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+    loop.MetricWriter.write = write_and_stop
+    run = os.path.join(sys.argv[1], "run")
+    stopped = loop.train_and_evaluate(tiny_config(**base, **{"parallel.num_devices": 1}), run, sources=make_sources())
+    loop.MetricWriter.write = write
+    resumed = loop.train_and_evaluate(tiny_config(**base, **{"parallel.num_devices": 4}), run, sources=make_sources())
+    flat = lambda run_dir: [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(read_params(run_dir)["params"])]
+    json.dump({"stopped": stopped["step"], "resumed": resumed["step"], "devices": resumed["devices"],
+               "reference": flat(os.path.join(sys.argv[1], "reference")), "run": flat(run)}, open(sys.argv[3], "w"))
+    """
+)
+
+
+def test_a_run_saved_on_one_device_resumes_on_four(tmp_path):
+    """The data iterator's state holds the global batch, not the device layout."""
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), here, str(tmp_path / "out.json")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["stopped"] == 3 and out["resumed"] == 6 and out["devices"] == 4
+    import numpy as np
+
+    for a, b in zip(out["run"], out["reference"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)

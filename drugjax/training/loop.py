@@ -9,6 +9,7 @@ step and the data iterator's saved position).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -318,6 +319,16 @@ def _check_finite(step: int, m: dict, tasks, ckpt_dir: Path, last_good: int | No
         fail(f"gradient of params{bad[0] if bad else ''}", m["grad_norm"])
 
 
+@contextlib.contextmanager
+def _data_errors():
+    """The loaders' ValueErrors (too little data for a batch, a bad mixture, ...) as one
+    ConfigError line, which train.py prints without a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        raise ConfigError(f"data: {e}") from None
+
+
 def _usable_records(sources: Mapping[str, Any], names: list[str]) -> dict[str, dict[str, int]]:
     """Per source: records, and how many the loaders leave out (no image, no label), logged."""
     from drugjax.data import pipeline
@@ -521,16 +532,18 @@ def train_and_evaluate(
         sample = jnp.zeros((1, dcfg.image_size, dcfg.image_size, 3), jnp.float32)
         from drugjax.data import pipeline
 
-        train_data = _ImageBatches(
-            pipeline.train_loader(
-                train_sources, image_size=dcfg.image_size, per_device_batch=per_device, num_devices=ndev,
-                seed=data_seed, folds=train_folds, mixture=_mixture(dcfg), augment=dcfg.augment, workers=dcfg.workers,
+        with _data_errors():
+            train_data = _ImageBatches(
+                pipeline.train_loader(
+                    train_sources, image_size=dcfg.image_size, per_device_batch=per_device, num_devices=ndev,
+                    seed=data_seed, folds=train_folds, mixture=_mixture(dcfg), augment=dcfg.augment,
+                    workers=dcfg.workers,
+                )
             )
-        )
-        val_loader = pipeline.eval_loader(
-            sources, image_size=dcfg.image_size, per_device_batch=eval_per_device, num_devices=ndev,
-            folds=[dcfg.val_fold], names=["posts"], workers=dcfg.workers,
-        )
+            val_loader = pipeline.eval_loader(
+                sources, image_size=dcfg.image_size, per_device_batch=eval_per_device, num_devices=ndev,
+                folds=[dcfg.val_fold], names=["posts"], workers=dcfg.workers,
+            )
         val_batches = lambda: _eval_image_batches(val_loader)  # noqa: E731
         units = "img"
     else:
@@ -564,9 +577,11 @@ def train_and_evaluate(
             keep = np.isin(feats[n]["fold"], train_folds) if n == "posts" else np.ones(len(feats[n]["kind"]), bool)
             train_x.append(feats[n]["features"][keep])
             train_k.append(feats[n]["kind"][keep])
-        train_data = feats_lib.FeatureLoader(
-            np.concatenate(train_x), np.concatenate(train_k), per_device_batch=per_device, num_devices=ndev, seed=data_seed
-        )
+        with _data_errors():
+            train_data = feats_lib.FeatureLoader(
+                np.concatenate(train_x), np.concatenate(train_k), per_device_batch=per_device, num_devices=ndev,
+                seed=data_seed,
+            )
         vmask = feats["posts"]["fold"] == dcfg.val_fold
         fixed_val = feats_lib.eval_batches(
             feats["posts"]["features"][vmask], feats["posts"]["kind"][vmask],
