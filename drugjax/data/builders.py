@@ -194,6 +194,11 @@ def _label(value) -> int:
     return -1 if value is None else int(value)
 
 
+def _post_kind(drug) -> int:
+    # -1: not labelled yet; the pipeline leaves records with a negative kind out.
+    return -1 if drug is None else instagram_kind(drug)
+
+
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared parts: validation with a rejection limit, metadata, one ``full`` split."""
 
@@ -309,7 +314,7 @@ class PostsBuilder(_Builder):
 
     def _columns(self, records):
         return {
-            "kind": [instagram_kind(r["drug"]) for r in records],
+            "kind": [_post_kind(r["drug"]) for r in records],
             "fold": [schema.fold_of(r["id"]) for r in records],
             "has_image": [r["image"] is not None for r in records],
         }
@@ -325,7 +330,7 @@ class PostsBuilder(_Builder):
             "timestamp": r["timestamp"],
             "query": r["query"],
             "drug": _label(r["drug"]),
-            "kind": instagram_kind(r["drug"]),
+            "kind": _post_kind(r["drug"]),
             "fold": schema.fold_of(r["id"]),
             "json": _record_json(r),
         }
@@ -407,8 +412,8 @@ class AccountsBuilder(_Builder):
             "bio": r["bio"],
             "followers": int(r["followers"]),
             "following": int(r["following"]),
-            "expert1": int(r["expert1"]),
-            "expert2": int(r["expert2"]),
+            "expert1": _label(r["expert1"]),
+            "expert2": _label(r["expert2"]),
             "fold": schema.fold_of(r["username"]),
             "timeline": [
                 {
