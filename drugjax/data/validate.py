@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from drugjax.data.schema import (
+    ACCOUNTS_FILE,
     DEFAULT_MAX_PIXELS,
+    WEB_FILE,
     Loaded,
     Rejection,
     load_accounts,
@@ -55,6 +57,10 @@ class Report:
         return not self.rejections
 
 
+def _absent(file: str, meaning: str) -> Loaded:
+    return Loaded([], [], collections.Counter({f"{file} absent ({meaning}; optional)": 1}))
+
+
 def validate(
     root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode_images: bool = True
 ) -> Report:
@@ -63,8 +69,11 @@ def validate(
     t0 = time.perf_counter()
     kw = dict(max_pixels=max_pixels, decode_images=decode_images)
     posts = load_posts(root, **kw)
-    web = load_web(root, **kw)
-    accounts = load_accounts(root, **kw)
+    # web.jsonl and accounts.jsonl are optional, as for the builders (a ROOT imported
+    # from hashtag searches alone has neither); their absence is reported, not rejected.
+    web = load_web(root, **kw) if (root / WEB_FILE).exists() else _absent(WEB_FILE, "no web images")
+    accounts = (load_accounts(root, **kw) if (root / ACCOUNTS_FILE).exists()
+                else _absent(ACCOUNTS_FILE, "no accounts or timelines"))
     return Report(root, posts, web, accounts, time.perf_counter() - t0)
 
 
