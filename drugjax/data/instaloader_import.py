@@ -133,6 +133,7 @@ class _Folder:
     posts: list[_Meta]
     profiles: list[_Meta]
     files: list[Path]
+    failed_bases: list[str]
 
 
 def _scan(src: Path, report: ImportReport) -> _Folder | None:
@@ -144,6 +145,7 @@ def _scan(src: Path, report: ImportReport) -> _Folder | None:
     files = sorted(p for p in src.iterdir() if p.is_file())
     metas: dict[str, _Meta] = {}
     n_metadata_files = 0
+    failed: list[str] = []  # bases whose metadata could not be read (already listed)
     for path in files:
         base = _metadata_base(path.name)
         if base is None:
@@ -156,6 +158,7 @@ def _scan(src: Path, report: ImportReport) -> _Folder | None:
             data = _load_metadata(path)
         except ValueError as e:
             report.problem(path, str(e))
+            failed.append(base)
             continue
         metas[base] = _Meta(path, base, str(data["instaloader"]["node_type"]), data["node"])
     posts = [m for m in metas.values() if m.node_type == "Post"]
@@ -179,7 +182,7 @@ def _scan(src: Path, report: ImportReport) -> _Folder | None:
         report.problem(src, "not an Instaloader folder: no <date>_UTC.json.xz or .json metadata files" + hint,
                        posts=0)
         return None
-    return _Folder(src, posts, profiles, files)
+    return _Folder(src, posts, profiles, files, failed)
 
 
 # --------------------------------------------------------------------------- one post
@@ -607,6 +610,8 @@ def _import_profile_folder(folder: _Folder, root: Path, accounts_file: _RootFile
 
 def _report_orphans(folder: _Folder, used: set[Path], report: ImportReport) -> None:
     """Pictures no metadata file accounts for are listed, never silently left behind."""
+    for base in folder.failed_bases:  # their post is listed already, with its metadata file
+        used = used | set(_media_files(_Meta(folder.path / base, base, "", {}), folder.files)[0])
     for f in folder.files:
         if f.suffix.lower() in IMAGE_EXTENSIONS and f not in used:
             if _PROFILE_PIC.match(f.name):
