@@ -7,22 +7,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import lzma
 import os
 import subprocess
 import sys
+from datetime import timezone
 from pathlib import Path
 
+import instaloader  # a test dependency: the `dev` extra installs it
 import pytest
+from instaloader_support import DRUG, Downloader, write_collection
 
-instaloader = pytest.importorskip("instaloader")  # the `dev` / `import` extras install it
-
-from instaloader_support import DRUG, Downloader, write_collection  # noqa: E402
-
-from drugjax.data import instaloader_import as imp  # noqa: E402
-from drugjax.data.__main__ import main as cli  # noqa: E402
-from drugjax.data.pseudonym import Pseudonymizer  # noqa: E402
-from drugjax.data.validate import validate  # noqa: E402
+from drugjax.data import instaloader_import as imp
+from drugjax.data.__main__ import main as cli
+from drugjax.data.pseudonym import Pseudonymizer
+from drugjax.data.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +75,7 @@ def test_hashtag_profile_sidecar_and_comments_import_into_a_valid_root(collectio
         assert rec["tags"] == post.caption_hashtags
         assert rec["caption"] == (post.caption or "")
         assert rec["account"] == post.owner_username
-        assert rec["timestamp"] == post.date_utc.replace(tzinfo=__import__("datetime").timezone.utc).isoformat()
+        assert rec["timestamp"] == post.date_utc.replace(tzinfo=timezone.utc).isoformat()
         assert rec["drug"] is None and rec["likes"] == post.likes and rec["is_video"] == post.is_video
     first = posts["Bx00"]
     assert first["timestamp"] == "2016-03-02T00:00:00+00:00" and first["query"] == "xans"
