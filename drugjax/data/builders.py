@@ -21,7 +21,7 @@ Examples (strings are ``str``, images are encoded bytes):
 ``posts``     id, account, image, caption, tags, comments, timestamp, query, drug,
               kind (int32, :mod:`drugjax.tasks` kind), fold (int32), json
 ``web``       id, image, class, query, kind, fold, json
-``accounts``  username, bio, followers, following, expert1, expert2, fold,
+``accounts``  username, bio, followers, following, expert1, expert2 (-1: not judged yet), fold,
               timeline (list of {id, image, caption, timestamp, drug (-1: unlabelled)}), json
 
 ``image`` holds encoded JPEG or PNG bytes (``b""`` for a post without an image) that
