@@ -37,10 +37,11 @@ def jpeg_bytes(color: tuple[int, int, int], size: int = 24) -> bytes:
 class Downloader:
     """An ``Instaloader`` that writes under ``base`` and never touches the network."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, compress_json: bool = True):
         self.base = Path(base)
         self.loader = instaloader.Instaloader(
-            quiet=True, dirname_pattern=str(self.base / "{target}"), download_comments=True, resume_prefix=None)
+            quiet=True, dirname_pattern=str(self.base / "{target}"), download_comments=True, resume_prefix=None,
+            compress_json=compress_json)
         ctx = self.loader.context
         ctx.get_raw = self._get_raw
         # Anything else that would reach Instagram fails loudly instead of retrying.

@@ -177,6 +177,22 @@ def test_bad_input_is_listed_counted_and_the_rest_is_imported(collection, tmp_pa
     assert report.counts["new posts in posts.jsonl"] == 1 and "Bx05" in {r["id"] for r in records(root / "posts.jsonl")}
 
 
+def test_uncompressed_metadata_and_foreign_posts_in_a_profile_folder(tmp_path):
+    # `instaloader --no-compress-json` writes .json; a profile folder may also hold a post
+    # of another account (a repost): listed, since a timeline is the account's own posts.
+    d = Downloader(tmp_path / "dl", compress_json=False)
+    d.profile("alice", userid="7", bio="hi", followers=3, following=4)
+    d.post("alice", "Ca1", owner="alice", owner_id="7", minutes=1, caption="mine #a")
+    d.post("alice", "Cb1", owner="bob", owner_id="8", minutes=2, caption="not mine")
+    assert (tmp_path / "dl" / "alice" / "alice_7.json").is_file()
+    root = tmp_path / "root"
+    report = imp.import_folders([tmp_path / "dl" / "alice", tmp_path / "dl" / "alice"], root)
+    assert [r["id"] for r in records(root / "timelines" / "alice.jsonl")] == ["Ca1"]
+    assert len(report.problems) == 1 and "post of 'bob' in the profile folder of 'alice'" in report.problems[0].reason
+    assert report.problems[0].path.endswith("2016-03-02_00-02-00_UTC.json")
+    assert validate(root).ok
+
+
 def test_a_folder_of_folders_gets_a_hint(collection, tmp_path, capsys):
     assert cli(["import-instaloader", str(collection), "--out", str(tmp_path / "root")]) == 1
     assert f"it holds 3 folders that look like Instaloader output: pass those instead ({collection}/*)" in \

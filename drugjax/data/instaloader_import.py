@@ -460,7 +460,8 @@ def import_folders(sources: list[str | Path], root: str | Path, *, pseudonymizer
     :class:`ImportRootError` when ROOT cannot be used; nothing is written then.
     """
     root = Path(root)
-    sources = [Path(s) for s in sources]
+    # The same folder named twice (a shell glob and a name) is read once.
+    sources = list({os.path.realpath(s): Path(s) for s in sources}.values())
     _check_root(root, sources, pseudonymizer)
     report = ImportReport(root)
     posts_file = _RootFile(root / schema.POSTS_FILE, "id")
@@ -486,6 +487,10 @@ def import_folders(sources: list[str | Path], root: str | Path, *, pseudonymizer
     for tl in timelines.values():
         tl.write()
     posts_file.write()
+    if not posts_file.path.exists():
+        # Profiles alone: posts.jsonl is the one file every ROOT has (validation and the
+        # builders require it), so it is created, empty.
+        rootfiles.write_lines(posts_file.path, [])
     rootfiles.write_bytes(root / MARKER_FILE, rootfiles.json_line({
         "written_by": "python -m drugjax.data import-instaloader",
         "pseudonymized_key_check": pseudonymizer.key_check if pseudonymizer else None,
