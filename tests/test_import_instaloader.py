@@ -152,8 +152,9 @@ def test_bad_input_is_listed_counted_and_the_rest_is_imported(collection, tmp_pa
     truncated.write_bytes(truncated.read_bytes()[:40])
     # a metadata file whose picture is missing
     (xans / "2016-03-02_00-05-00_UTC.jpg").unlink()
-    # a picture without its metadata file
+    # a picture without its metadata file, and a sidecar's two
     (xans / "2016-03-02_00-06-00_UTC.json.xz").unlink()
+    (xans / "2016-03-02_00-01-00_UTC.json.xz").unlink()
     # a profile folder without its profile metadata
     (collection / "dealer.one" / "dealer.one_4242.json.xz").unlink()
     root = tmp_path / "root"
@@ -163,12 +164,14 @@ def test_bad_input_is_listed_counted_and_the_rest_is_imported(collection, tmp_pa
     assert "notes: not an Instaloader folder: no <date>_UTC.json.xz or .json metadata files" in out
     assert "2016-03-02_00-04-00_UTC.json.xz: truncated or corrupt .json.xz" in out
     assert "2016-03-02_00-05-00_UTC.json.xz: picture missing: no 2016-03-02_00-05-00_UTC.jpg" in out
-    assert "2016-03-02_00-06-00_UTC.jpg: picture without a metadata file" in out
+    assert "2016-03-02_00-06-00_UTC.jpg: picture without a metadata file (2016-03-02_00-06-00_UTC.json.xz)" in out
+    assert ("2016-03-02_00-01-00_UTC_1.jpg: picture without a metadata file (2016-03-02_00-01-00_UTC.json.xz) "
+            "beside it (also 2016-03-02_00-01-00_UTC_2.jpg): not imported") in out
     assert "dealer.one: no profile metadata (<username>_<id>.json.xz) in this folder" in out
     assert "its 3 posts: they are not imported" in out
-    assert "problems (5; the rest was imported)" in out
+    assert "problems (6; the rest was imported)" in out
     ids = {r["id"] for r in records(root / "posts.jsonl")}
-    assert ids == {f"Bx{i:02d}" for i in range(10)} - {"Bx04", "Bx05", "Bx06"} | {"Bl01", "Bl02"}
+    assert ids == {f"Bx{i:02d}" for i in range(10)} - {"Bx01", "Bx04", "Bx05", "Bx06"} | {"Bl01", "Bl02"}
     assert not (root / "accounts.jsonl").exists()
     assert validate(root).ok
     # the picture comes back, the import is re-run: that post is added, nothing else changes

@@ -139,8 +139,9 @@ class _Folder:
 def _scan(src: Path, report: ImportReport) -> _Folder | None:
     """Read every metadata file of one Instaloader folder; problems go to ``report``."""
     if not src.is_dir():
-        report.problem(src, "not a folder; pass the folders Instaloader wrote (one per target, "
-                            "e.g. '#xans' or 'alice')", posts=0)
+        what = "not a folder" if src.exists() else "no such folder"
+        report.problem(src, f"{what}; pass the folders Instaloader wrote (one per target, e.g. '#xans' "
+                            f"or 'alice'; quote '#xans' in the shell, where # starts a comment)", posts=0)
         return None
     files = sorted(p for p in src.iterdir() if p.is_file())
     metas: dict[str, _Meta] = {}
@@ -617,13 +618,18 @@ def _report_orphans(folder: _Folder, used: set[Path], report: ImportReport) -> N
     """Pictures no metadata file accounts for are listed, never silently left behind."""
     for base in folder.failed_bases:  # their post is listed already, with its metadata file
         used = used | set(_media_files(_Meta(folder.path / base, base, "", {}), folder.files)[0])
+    orphans: dict[str, list[Path]] = {}  # by post: a sidecar's _1.jpg, _2.jpg are one post
     for f in folder.files:
         if f.suffix.lower() in IMAGE_EXTENSIONS and f not in used:
             if _PROFILE_PIC.match(f.name):
                 report.counts["profile pictures (not posts) ignored"] += 1
             else:
-                report.problem(f, "picture without a metadata file (<date>_UTC.json.xz) beside it: not imported "
-                                  "(the metadata gives the post's id; download it again with Instaloader)")
+                orphans.setdefault(re.sub(r"(_\d+)?\.[A-Za-z0-9]+$", "", f.name), []).append(f)
+    for base, pics in orphans.items():
+        names = ", ".join(p.name for p in pics[1:])
+        report.problem(pics[0], "picture without a metadata file (" + base + ".json.xz) beside it"
+                       + (f" (also {names})" if names else "") + ": not imported (the metadata gives the "
+                       "post's id; download the post again with Instaloader and re-run)")
 
 
 def print_report(report: ImportReport, out) -> None:
