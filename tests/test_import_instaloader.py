@@ -196,6 +196,21 @@ def test_uncompressed_metadata_and_foreign_posts_in_a_profile_folder(tmp_path):
     assert validate(root).ok
 
 
+def test_metadata_of_an_unexpected_layout_is_a_problem_not_a_crash(collection, tmp_path):
+    xans = collection / "#xans"
+    odd = {"node": {"shortcode": "Bodd", "taken_at_timestamp": "yesterday", "owner": "someone",
+                    "edge_media_to_caption": "text"}, "instaloader": {"node_type": "Post"}}
+    (xans / "2016-03-03_00-00-00_UTC.json").write_text(json.dumps(odd))
+    (xans / "2016-03-03_00-00-00_UTC.jpg").write_bytes((xans / "2016-03-02_00-00-00_UTC.jpg").read_bytes())
+    (xans / "2016-03-02_00-00-00_UTC_comments.json").write_text('[{"text": "hi", "answers": 3}]')
+    report = imp.import_folders([xans], tmp_path / "root")
+    assert sorted(str(p).split("/")[-1] for p in report.problems) == [
+        "2016-03-02_00-00-00_UTC.json.xz: 2016-03-02_00-00-00_UTC_comments.json: the answers to comment 0 are not a list",
+        "2016-03-03_00-00-00_UTC.json: no usable taken_at_timestamp in the metadata (got 'yesterday')",
+    ]
+    assert report.counts["new posts in posts.jsonl"] == 9 and validate(tmp_path / "root").ok
+
+
 def test_a_folder_of_folders_gets_a_hint(collection, tmp_path, capsys):
     assert cli(["import-instaloader", str(collection), "--out", str(tmp_path / "root")]) == 1
     assert f"it holds 3 folders that look like Instaloader output: pass those instead ({collection}/*)" in \

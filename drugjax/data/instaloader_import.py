@@ -189,15 +189,24 @@ def _scan(src: Path, report: ImportReport) -> _Folder | None:
 # --------------------------------------------------------------------------- one post
 
 
+def _dig(value, *keys):
+    """``value[k1][k2]...`` through dicts and lists, or None where the layout differs."""
+    for k in keys:
+        if isinstance(k, int) and isinstance(value, list) and -len(value) <= k < len(value):
+            value = value[k]
+        elif isinstance(k, str) and isinstance(value, dict):
+            value = value.get(k)
+        else:
+            return None
+    return value
+
+
 def _caption(meta: _Meta) -> str:
     node = meta.node
-    edges = (node.get("edge_media_to_caption") or {}).get("edges")
+    edges = _dig(node, "edge_media_to_caption", "edges")
     if isinstance(edges, list):
-        if edges and isinstance(edges[0], dict):
-            text = (edges[0].get("node") or {}).get("text")
-            if isinstance(text, str):
-                return unicodedata.normalize("NFC", text)
-        return ""
+        text = _dig(edges, 0, "node", "text")
+        return unicodedata.normalize("NFC", text) if isinstance(text, str) else ""
     cap = node.get("caption")
     if isinstance(cap, dict):
         cap = cap.get("text")
@@ -222,7 +231,7 @@ def _comments(meta: _Meta) -> list[str]:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path.name}: not readable as Instaloader's comments JSON ({e})") from None
     if not isinstance(data, list):
         raise ValueError(f"{path.name}: expected a list of comments, got {type(data).__name__}")
@@ -231,7 +240,10 @@ def _comments(meta: _Meta) -> list[str]:
         if not (isinstance(c, dict) and isinstance(c.get("text"), str)):
             raise ValueError(f"{path.name}: comment {i} has no text")
         texts.append(c["text"])
-        for a in c.get("answers") or []:
+        answers = c.get("answers") or []
+        if not isinstance(answers, list):
+            raise ValueError(f"{path.name}: the answers to comment {i} are not a list")
+        for a in answers:
             if not (isinstance(a, dict) and isinstance(a.get("text"), str)):
                 raise ValueError(f"{path.name}: an answer to comment {i} has no text")
             texts.append(a["text"])
@@ -263,11 +275,11 @@ def _owner(node: dict) -> tuple[str | None, str | None]:
 
 
 def _likes(node: dict) -> int | None:
-    for key in ("edge_media_preview_like", "edge_liked_by"):
-        v = node.get(key)
-        if isinstance(v, dict) and isinstance(v.get("count"), int):
-            return v["count"]
-    return node.get("like_count") if isinstance(node.get("like_count"), int) else None
+    for v in (_dig(node, "edge_media_preview_like", "count"), _dig(node, "edge_liked_by", "count"),
+              node.get("like_count")):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
 
 
 @dataclasses.dataclass
@@ -285,8 +297,12 @@ def _convert_post(meta: _Meta, files: list[Path], query: str, account: str | Non
         report.problem(meta.path, f"no usable shortcode in the metadata (got {shortcode!r})")
         return None
     taken = node.get("taken_at_timestamp", node.get("date"))
-    if isinstance(taken, bool) or not isinstance(taken, (int, float)):
-        report.problem(meta.path, f"no taken_at_timestamp in the metadata (got {taken!r})")
+    try:
+        if isinstance(taken, bool):
+            raise TypeError
+        timestamp = _dt.datetime.fromtimestamp(taken, _dt.timezone.utc).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        report.problem(meta.path, f"no usable taken_at_timestamp in the metadata (got {taken!r})")
         return None
     name, oid = _owner(node)
     if account is None:  # hashtag post: the owner in the metadata
@@ -323,6 +339,7 @@ def _convert_post(meta: _Meta, files: list[Path], query: str, account: str | Non
     caption = _caption(meta)
     tags = caption_hashtags(caption)
     location = node.get("location")
+    typename = node.get("__typename")
     record = {
         "id": shortcode,
         "account": account,
@@ -330,14 +347,14 @@ def _convert_post(meta: _Meta, files: list[Path], query: str, account: str | Non
         "caption": caption,
         "tags": tags,
         "comments": comments,
-        "timestamp": _dt.datetime.fromtimestamp(taken, _dt.timezone.utc).isoformat(),
+        "timestamp": timestamp,
         "query": query,
         "drug": None,
         # extra fields (kept by the loaders, not used by the models)
         "likes": _likes(node),
         "is_video": bool(node.get("is_video", False)),
-        "typename": node.get("__typename") if isinstance(node.get("__typename"), str) else None,
-        "location": location.get("name") if isinstance(location, dict) else None,
+        "typename": typename if isinstance(typename, str) else None,
+        "location": _dig(location, "name") if isinstance(_dig(location, "name"), str) else None,
     }
     if pseudo is not None:
         record["id"] = pseudo.post_id(shortcode)
@@ -554,11 +571,10 @@ def _profile_meta(folder: _Folder, report: ImportReport) -> _Meta | None:
 
 
 def _count(node: dict, edge: str, flat: str) -> int | None:
-    v = node.get(edge)
-    if isinstance(v, dict) and isinstance(v.get("count"), int) and not isinstance(v.get("count"), bool):
-        return v["count"]
-    v = node.get(flat)
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    for v in (_dig(node, edge, "count"), node.get(flat)):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            return v
+    return None
 
 
 def _import_profile_folder(folder: _Folder, root: Path, accounts_file: _RootFile,
