@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from drugjax.data.schema import DEFAULT_MAX_PIXELS
+from drugjax.data.textsafe import escape_controls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,13 +74,13 @@ def _import(args) -> int:
             key, created = load_or_create_key(Path(args.pseudonymize),
                                               forbidden=[Path(args.out), *map(Path, args.sources)])
         except (KeyFileError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {escape_controls(e)}", file=sys.stderr)
             return 2
         pseudo = Pseudonymizer(key)
     try:
         report = imp.import_folders(args.sources, args.out, pseudonymizer=pseudo, copy=args.copy)
     except imp.ImportRootError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
         return 2
     if created:
         report.key_created = Path(args.pseudonymize)
@@ -107,7 +108,7 @@ def _export(args) -> int:
     try:
         counts = export_unlabelled(root, posts_csv=args.posts, accounts_csv=args.accounts)
     except LabelFileError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
         return 2
     for what, n in sorted(counts.items()):
         print(f"  {n:>7}  {what}")
@@ -126,7 +127,7 @@ def _label(args) -> int:
     try:
         report = apply_labels(root, posts_csv=args.posts, accounts_csv=args.accounts, relabel=args.relabel)
     except LabelFileError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
         return 2
     for what, n in sorted(report.counts.items()):
         print(f"  {n:>7}  {what}")
