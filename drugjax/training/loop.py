@@ -383,6 +383,13 @@ def train_and_evaluate(
         raise ConfigError(f"data.sources={list(dcfg.sources)}: {missing} not among the built sources {sorted(sources)}")
     if "posts" not in sources:
         raise ConfigError("validation needs the 'posts' source (Instagram posts with drug labels)")
+    from drugjax.data.pipeline import scan
+
+    if not (scan(sources["posts"]).kind >= 0).any():
+        # A freshly imported ROOT: every post still has drug null.
+        raise ConfigError(f"none of the {len(sources['posts'])} posts has a drug label (0 or 1) yet; label them "
+                          f"first: python -m drugjax.data export-unlabelled ROOT --posts todo.csv, fill its drug "
+                          f"column, then python -m drugjax.data label ROOT --posts todo.csv")
     train_sources = {n: sources[n] for n in dcfg.sources}
     if "web" in train_sources:
         train_sources["web"] = _TrainFoldSource(train_sources["web"], train_folds[0])
