@@ -18,6 +18,7 @@ import pytest
 from instaloader_support import DRUG, Downloader, write_collection
 
 from drugjax.data import instaloader_import as imp
+from drugjax.data import rootfiles
 from drugjax.data.__main__ import main as cli
 from drugjax.data.pseudonym import Pseudonymizer
 from drugjax.data.validate import validate
@@ -140,6 +141,38 @@ def test_reimport_adds_only_new_posts_and_keeps_labels(collection, tmp_path):
     assert {k: v[0] for k, v in snapshot(root).items()} == {k: v[0] for k, v in again.items()}
     assert not list(root.rglob("*.tmp"))  # no temporary file left behind
     assert validate(root).ok
+
+
+def test_an_interrupted_import_leaves_whole_files_and_a_rerun_completes(collection, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    real_write = rootfiles.write_lines
+
+    def interrupted_at_posts(path, lines):
+        if path.name == "posts.jsonl":
+            raise KeyboardInterrupt  # ^C after accounts.jsonl and the timelines were written
+        real_write(path, lines)
+
+    monkeypatch.setattr(rootfiles, "write_lines", interrupted_at_posts)
+    with pytest.raises(KeyboardInterrupt):
+        imp.import_folders(sources(collection), root)
+    monkeypatch.undo()
+    assert not (root / "posts.jsonl").exists() and len(records(root / "timelines" / "dealer.one.jsonl")) == 3
+    report = imp.import_folders(sources(collection), root)
+    assert report.counts["new posts in posts.jsonl"] == 12 and report.counts["new timeline posts"] == 0
+    assert validate(root).ok
+
+    # inside one file: the write fails after the temporary file was filled; the old file
+    # stays as it was and the temporary file is removed
+    before = (root / "posts.jsonl").read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rootfiles.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        rootfiles.write_lines(root / "posts.jsonl", [b'{"half": '])
+    monkeypatch.undo()
+    assert (root / "posts.jsonl").read_bytes() == before and not list(root.glob(".posts.jsonl.*"))
 
 
 def test_bad_input_is_listed_counted_and_the_rest_is_imported(collection, tmp_path, capsys):
