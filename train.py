@@ -100,7 +100,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
     from drugjax.data.builders import BuildError
     from drugjax.models.weights import WeightsError
-    from drugjax.safe_text import printable
+    from drugjax.data.textsafe import escape_controls
     from drugjax.training.checkpoint import CheckpointError
     from drugjax.training.loop import ConfigError, NonFiniteError
 
@@ -110,7 +110,7 @@ def main(cfg: DictConfig) -> float | None:
         ConfigError, BuildError, WeightsError, NonFiniteError, CheckpointError, FileNotFoundError
     ) as e:
         # A user error or a diverged run: one clear sentence, no library traceback.
-        message = printable(e) if not isinstance(e, BuildError) else str(e)  # BuildError escapes its data itself
+        message = escape_controls(e) if not isinstance(e, BuildError) else str(e)  # BuildError escapes its data itself
         multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
         if multirun:
             job = HydraConfig.get()

@@ -3,6 +3,9 @@
 ``drugjax.data.schema`` loads and validates a dataset ROOT (docs/data-format.md),
 ``drugjax.data.synthetic`` writes a synthetic world in that format, and
 ``python -m drugjax.data validate ROOT`` reports every rejected record.
+``drugjax.data.instaloader_import`` imports Instaloader downloads into a ROOT and
+``drugjax.data.labels`` moves labels in and out of one as CSV
+(``python -m drugjax.data import-instaloader / export-unlabelled / label``).
 """
 
 from drugjax.data.schema import (

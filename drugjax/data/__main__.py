@@ -1,16 +1,25 @@
-"""``python -m drugjax.data validate ROOT [--rejected PATH] [--max-pixels N]``."""
+"""``python -m drugjax.data COMMAND``: check a dataset ROOT, import Instaloader
+downloads into one, and move labels in and out of it as CSV.
+
+  validate ROOT [--rejected PATH] [--max-pixels N]
+  import-instaloader SRC... --out ROOT [--pseudonymize KEYFILE] [--copy]
+  export-unlabelled ROOT [--posts CSV] [--accounts CSV]
+  label ROOT [--posts CSV] [--accounts CSV] [--relabel]
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from drugjax.data.schema import DEFAULT_MAX_PIXELS
+from drugjax.data.textsafe import escape_controls
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0: nothing rejected, 1: rejections, 2: usage)."""
-    parser = argparse.ArgumentParser(prog="python -m drugjax.data", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m drugjax.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check every record and image of a dataset ROOT")
     v.add_argument("root", help="dataset folder holding posts.jsonl, web.jsonl, accounts.jsonl, ...")
@@ -18,10 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"images with more pixels are rejected as decompression bombs "
                         f"(default {DEFAULT_MAX_PIXELS})")
-    args = parser.parse_args(argv)
+    i = sub.add_parser("import-instaloader", help="import folders written by Instaloader into a ROOT")
+    i.add_argument("sources", nargs="+", metavar="SRC",
+                   help="folders Instaloader wrote: '#tag' (hashtag search) or a profile name")
+    i.add_argument("--out", required=True, metavar="ROOT", help="the dataset folder to create or add to")
+    i.add_argument("--pseudonymize", metavar="KEYFILE",
+                   help="replace usernames, @mentions and post ids by keyed hashes; the key is read from "
+                        "KEYFILE (created when missing), which must stay outside ROOT")
+    i.add_argument("--copy", action="store_true", help="copy pictures (default: hard-link when possible)")
+    e = sub.add_parser("export-unlabelled", help="write CSV files of the posts and accounts still to be labelled")
+    e.add_argument("root")
+    e.add_argument("--posts", metavar="CSV", help="unlabelled posts of posts.jsonl (columns id,drug,...)")
+    e.add_argument("--accounts", metavar="CSV", help="accounts without both expert labels "
+                                                     "(columns username,expert1,expert2,...)")
+    lab = sub.add_parser("label", help="merge labels from CSV files into a ROOT")
+    lab.add_argument("root")
+    lab.add_argument("--posts", metavar="CSV", help="columns id,drug (0, 1 or empty)")
+    lab.add_argument("--accounts", metavar="CSV", help="columns username,expert1,expert2 (0, 1 or empty)")
+    lab.add_argument("--relabel", action="store_true", help="also change labels that are already set")
+    return parser
 
-    from pathlib import Path
 
+def _validate(args) -> int:
     from drugjax.data.validate import print_report, validate, write_rejections
 
     root = Path(args.root)
@@ -35,6 +62,90 @@ def main(argv: list[str] | None = None) -> int:
         write_rejections(report, args.rejected)
         print(f"wrote {len(report.rejections)} rejections to {args.rejected}")
     return 0 if report.ok else 1
+
+
+def _import(args) -> int:
+    from drugjax.data import instaloader_import as imp
+    from drugjax.data.pseudonym import KeyFileError, Pseudonymizer, load_or_create_key
+
+    pseudo, created = None, False
+    if args.pseudonymize:
+        try:
+            key, created = load_or_create_key(Path(args.pseudonymize),
+                                              forbidden=[Path(args.out), *map(Path, args.sources)])
+        except (KeyFileError, OSError) as e:
+            print(f"error: {escape_controls(e)}", file=sys.stderr)
+            return 2
+        pseudo = Pseudonymizer(key)
+    try:
+        report = imp.import_folders(args.sources, args.out, pseudonymizer=pseudo, copy=args.copy)
+    except imp.ImportRootError as e:
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
+        return 2
+    if created:
+        report.key_created = Path(args.pseudonymize)
+    imp.print_report(report, sys.stdout)
+    return 1 if report.problems else 0
+
+
+def _root_or_error(path: str) -> Path | None:
+    root = Path(path)
+    if not root.is_dir():
+        print(f"error: dataset ROOT {root} is not a folder", file=sys.stderr)
+        return None
+    return root
+
+
+def _export(args) -> int:
+    from drugjax.data.labels import LabelFileError, export_unlabelled
+
+    root = _root_or_error(args.root)
+    if root is None:
+        return 2
+    if not (args.posts or args.accounts):
+        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
+        return 2
+    try:
+        counts = export_unlabelled(root, posts_csv=args.posts, accounts_csv=args.accounts)
+    except LabelFileError as e:
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
+        return 2
+    for what, n in sorted(counts.items()):
+        print(f"  {n:>7}  {what}")
+    return 0
+
+
+def _label(args) -> int:
+    from drugjax.data.labels import LabelFileError, apply_labels
+
+    root = _root_or_error(args.root)
+    if root is None:
+        return 2
+    if not (args.posts or args.accounts):
+        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
+        return 2
+    try:
+        report = apply_labels(root, posts_csv=args.posts, accounts_csv=args.accounts, relabel=args.relabel)
+    except LabelFileError as e:
+        print(f"error: {escape_controls(e)}", file=sys.stderr)
+        return 2
+    for what, n in sorted(report.counts.items()):
+        print(f"  {n:>7}  {what}")
+    if report.problems:
+        print(f"not applied ({len(report.problems)} rows; the others were):")
+        for p in report.problems:
+            print(f"  {p}")
+        return 1
+    print("every row applied")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0: all good, 1: some records or rows were
+    rejected / not imported / not applied and are listed, 2: usage error)."""
+    args = _parser().parse_args(argv)
+    return {"validate": _validate, "import-instaloader": _import, "export-unlabelled": _export,
+            "label": _label}[args.command](args)
 
 
 if __name__ == "__main__":

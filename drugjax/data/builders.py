@@ -21,7 +21,7 @@ Examples (strings are ``str``, images are encoded bytes):
 ``posts``     id, account, image, caption, tags, comments, timestamp, query, drug,
               kind (int32, :mod:`drugjax.tasks` kind), fold (int32), json
 ``web``       id, image, class, query, kind, fold, json
-``accounts``  username, bio, followers, following, expert1, expert2, fold,
+``accounts``  username, bio, followers, following, expert1, expert2 (-1: not judged yet), fold,
               timeline (list of {id, image, caption, timestamp, drug (-1: unlabelled)}), json
 
 ``image`` holds encoded JPEG or PNG bytes (``b""`` for a post without an image) that
@@ -53,7 +53,7 @@ from PIL import Image
 import drugjax
 from drugjax.data import schema
 from drugjax.data.pipeline import Columns
-from drugjax.safe_text import printable
+from drugjax.data.textsafe import escape_controls
 from drugjax.tasks import instagram_kind, web_kind
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,11 @@ def _label(value) -> int:
     return -1 if value is None else int(value)
 
 
+def _post_kind(drug) -> int:
+    # -1: not labelled yet; the pipeline leaves records with a negative kind out.
+    return -1 if drug is None else instagram_kind(drug)
+
+
 class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared parts: validation with a rejection limit, metadata, one ``full`` split."""
 
@@ -272,7 +277,7 @@ def _check_rejections(builder: str, loaded: schema.Loaded, max_rejected: float) 
     if bad and bad / total > max_rejected:
         listed = [str(r) for r in loaded.rejections[:_MAX_LISTED]]
         more = bad - len(listed)
-        files = printable(", ".join(sorted({r.file for r in loaded.rejections})))
+        files = escape_controls(", ".join(sorted({r.file for r in loaded.rejections})))
         raise BuildError(
             f"{builder}: {bad} of {total} records rejected ({bad / total:.1%}) in {files}, more than "
             f"the limit of {max_rejected:.1%} (max_rejected); the build stops so that bad data does "
@@ -310,7 +315,7 @@ class PostsBuilder(_Builder):
 
     def _columns(self, records):
         return {
-            "kind": [instagram_kind(r["drug"]) for r in records],
+            "kind": [_post_kind(r["drug"]) for r in records],
             "fold": [schema.fold_of(r["id"]) for r in records],
             "has_image": [r["image"] is not None for r in records],
         }
@@ -326,7 +331,7 @@ class PostsBuilder(_Builder):
             "timestamp": r["timestamp"],
             "query": r["query"],
             "drug": _label(r["drug"]),
-            "kind": instagram_kind(r["drug"]),
+            "kind": _post_kind(r["drug"]),
             "fold": schema.fold_of(r["id"]),
             "json": _record_json(r),
         }
@@ -408,8 +413,8 @@ class AccountsBuilder(_Builder):
             "bio": r["bio"],
             "followers": int(r["followers"]),
             "following": int(r["following"]),
-            "expert1": int(r["expert1"]),
-            "expert2": int(r["expert2"]),
+            "expert1": _label(r["expert1"]),
+            "expert2": _label(r["expert2"]),
             "fold": schema.fold_of(r["username"]),
             "timeline": [
                 {

@@ -41,7 +41,7 @@ from absl import flags as absl_flags
 import numpy as np
 
 from drugjax.data import augment as aug
-from drugjax.safe_text import printable
+from drugjax.data.textsafe import escape_controls
 from drugjax.tasks import KIND_NAMES
 
 #: Sources that hold images the loaders can use, in the order eval_loader reads them.
@@ -134,7 +134,7 @@ def _describe(name: str, index: int, record: Mapping[str, Any]) -> str:
     rid = record.get("id", "?") if isinstance(record, Mapping) else "?"
     if isinstance(rid, bytes):
         rid = rid.decode("utf-8", "replace")
-    return f"{name} record {index} (id {printable(repr(rid))})"
+    return f"{name} record {index} (id {escape_controls(repr(rid))})"
 
 
 class _TrainTransform:

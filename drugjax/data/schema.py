@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from drugjax.safe_text import printable
+from drugjax.data.textsafe import escape_controls
 
 POSTS_FILE = "posts.jsonl"
 WEB_FILE = "web.jsonl"
@@ -61,7 +61,7 @@ class Rejection:
 
     def __str__(self) -> str:
         # file names, fields and reasons quote the data: escaped for the terminal
-        return printable(f"{self.file}:{self.line}: {self.field}: {self.reason}")
+        return escape_controls(f"{self.file}:{self.line}: {self.field}: {self.reason}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines form written by ``validate --rejected``."""
@@ -412,7 +412,12 @@ def _check_post(rec: dict, odd: collections.Counter, images: _ImageChecker, *, l
     _check_str_list(rec, "comments")
     _check_timestamp(rec, odd)
     _check_str(rec, "query")
-    _check_label(rec, "drug", nullable=not labelled)
+    # A post found by hashtag search and not yet annotated carries drug null (the
+    # importer writes it so); counted, and left out of training and evaluation.
+    if labelled and _require(rec, "drug") is None:
+        odd["post not labelled yet (drug null; left out of training and evaluation)"] += 1
+    else:
+        _check_label(rec, "drug", nullable=not labelled)
     if image is not None:
         rec["image"] = images(image, odd)
 
@@ -440,8 +445,15 @@ def _check_account(rec: dict, odd: collections.Counter) -> None:
         v = rec[f]
         if isinstance(v, float):
             rec[f] = int(v)
-    _check_label(rec, "expert1", nullable=False)
-    _check_label(rec, "expert2", nullable=False)
+    # null: the experts have not judged this account yet (imported, not annotated).
+    unlabelled = False
+    for field in ("expert1", "expert2"):
+        if _require(rec, field) is None:
+            unlabelled = True
+        else:
+            _check_label(rec, field, nullable=False)
+    if unlabelled:
+        odd["account not labelled yet by both experts (expert1/expert2 null)"] += 1
 
 
 # --------------------------------------------------------------------------- JSON lines
@@ -519,7 +531,7 @@ def _read_jsonl(
 def load_posts(
     root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode_images: bool = True
 ) -> Loaded:
-    """Load and validate ``ROOT/posts.jsonl`` (labelled posts: ``drug`` must be 0 or 1).
+    """Load and validate ``ROOT/posts.jsonl`` (``drug`` 0 or 1; null = not labelled yet, counted).
 
     ``decode_images=False`` checks image paths and existence only (fast, for tooling that
     decodes later anyway); the default decodes every image fully.

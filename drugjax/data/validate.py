@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import TextIO
 
 from drugjax.data.schema import (
+    ACCOUNTS_FILE,
     DEFAULT_MAX_PIXELS,
+    WEB_FILE,
     Loaded,
     Rejection,
     load_accounts,
     load_posts,
     load_web,
 )
-from drugjax.safe_text import printable
+from drugjax.data.textsafe import escape_controls
 
 
 @dataclasses.dataclass
@@ -56,6 +58,10 @@ class Report:
         return not self.rejections
 
 
+def _absent(file: str, meaning: str) -> Loaded:
+    return Loaded([], [], collections.Counter({f"{file} absent ({meaning}; optional)": 1}))
+
+
 def validate(
     root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode_images: bool = True
 ) -> Report:
@@ -64,8 +70,11 @@ def validate(
     t0 = time.perf_counter()
     kw = dict(max_pixels=max_pixels, decode_images=decode_images)
     posts = load_posts(root, **kw)
-    web = load_web(root, **kw)
-    accounts = load_accounts(root, **kw)
+    # web.jsonl and accounts.jsonl are optional, as for the builders (a ROOT imported
+    # from hashtag searches alone has neither); their absence is reported, not rejected.
+    web = load_web(root, **kw) if (root / WEB_FILE).exists() else _absent(WEB_FILE, "no web images")
+    accounts = (load_accounts(root, **kw) if (root / ACCOUNTS_FILE).exists()
+                else _absent(ACCOUNTS_FILE, "no accounts or timelines"))
     return Report(root, posts, web, accounts, time.perf_counter() - t0)
 
 
@@ -73,10 +82,10 @@ def print_report(report: Report, out: TextIO) -> None:
     """The human-readable report: per-file counts, oddities, then every rejection."""
     counts = report.counts
     # File names (timelines/<username>.jsonl) come from the data: escaped.
-    width = max((len(printable(f)) for f in counts), default=10)
-    print(f"validated {printable(report.root)} in {report.seconds:.1f} s", file=out)
+    width = max((len(escape_controls(f)) for f in counts), default=10)
+    print(f"validated {escape_controls(report.root)} in {report.seconds:.1f} s", file=out)
     for file, (good, bad) in counts.items():
-        print(f"  {printable(file):<{width}}  {good:>7} good  {bad:>6} rejected", file=out)
+        print(f"  {escape_controls(file):<{width}}  {good:>7} good  {bad:>6} rejected", file=out)
     good = sum(c[0] for c in counts.values())
     bad = sum(c[1] for c in counts.values())
     n_tl = sum(1 for f in counts if f.startswith("timelines/"))
@@ -85,7 +94,7 @@ def print_report(report: Report, out: TextIO) -> None:
     if report.oddities:
         print("accepted oddities (counted, repaired):", file=out)
         for what, n in sorted(report.oddities.items()):
-            print(f"  {n:>7}  {printable(what)}", file=out)
+            print(f"  {n:>7}  {escape_controls(what)}", file=out)
     if report.rejections:
         print(f"rejected ({len(report.rejections)}):", file=out)
         for r in report.rejections:

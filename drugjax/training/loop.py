@@ -516,6 +516,11 @@ def train_and_evaluate(
     if "posts" not in sources:
         raise ConfigError("validation needs the 'posts' source (Instagram posts with drug labels)")
     data_counts = _usable_records(sources, sorted(set(dcfg.sources) | {"posts"}))
+    if data_counts["posts"]["unlabelled"] == data_counts["posts"]["records"]:
+        # A freshly imported ROOT: every post still has drug null.
+        raise ConfigError(f"none of the {data_counts['posts']['records']} posts has a drug label (0 or 1) yet; label "
+                          f"them first: python -m drugjax.data export-unlabelled ROOT --posts todo.csv, fill its "
+                          f"drug column, then python -m drugjax.data label ROOT --posts todo.csv")
     train_sources = {n: sources[n] for n in dcfg.sources}
     if "web" in train_sources:
         train_sources["web"] = _TrainFoldSource(train_sources["web"], train_folds[0])

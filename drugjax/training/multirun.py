@@ -21,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from drugjax.safe_text import printable
+from drugjax.data.textsafe import escape_controls
 
 METRIC_COLUMNS = ("accuracy", "precision", "recall", "f1", "auc")
 
@@ -53,7 +53,7 @@ class MultirunRecord(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         problem = check_same_sweep(sweep_dir, _sweep_overrides(config))
         if problem:
-            print(f"error: {printable(problem)}. Nothing was written. Give this sweep its own "
+            print(f"error: {escape_controls(problem)}. Nothing was written. Give this sweep its own "
                   "directory: name=... or hydra.sweep.dir=PATH", file=sys.stderr, flush=True)
             sys.exit(1)
 
