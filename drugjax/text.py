@@ -9,7 +9,8 @@ Everything is a scikit-learn estimator, so it works in ``Pipeline``, ``GridSearc
 ``cross_validate``. ``X`` is a sequence of posts: mappings with ``"tags"`` (a list of
 strings) and ``"caption"`` (a string), as in ``posts.jsonl`` (docs/data-format.md).
 A missing or ``None`` caption or tag list counts as empty (posts without a caption are
-common on Instagram, and a dataset may omit one of the fields); a post that is not a
+common on Instagram, and a dataset may omit one of the fields; a NaN caption, pandas'
+missing value, too); a post that is not a
 mapping, or has neither key, is an error that names its index.
 
 Text is normalised by :func:`normalize_text` before tokenising, so that the spellings
@@ -20,6 +21,7 @@ characters. The account stage reuses :func:`normalize_text` to match its blackli
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -136,6 +138,9 @@ def _check_max_features(max_features: Any) -> int:
 def post_texts(posts: Sequence[Mapping[str, Any]]) -> tuple[list[list[str]], list[str]]:
     """The tag lists and captions of ``posts``, checked, with missing or None as empty.
 
+    Tags may be a list, tuple or numpy array of strings; a caption may also be NaN
+    (pandas' missing value), which counts as empty.
+
     Raises ValueError naming the index of the first post that is not a mapping, has
     neither a "tags" nor a "caption" key, or holds a value of the wrong type.
     """
@@ -153,12 +158,18 @@ def post_texts(posts: Sequence[Mapping[str, Any]]) -> tuple[list[list[str]], lis
             raise ValueError(
                 f"post {index} has neither 'tags' nor 'caption' (keys: {sorted(map(str, post))[:8]}); "
                 "give at least one of them")
-        tags = post.get("tags") or []
-        if isinstance(tags, str) or not isinstance(tags, Sequence) or not all(isinstance(t, str) for t in tags):
+        tags = post.get("tags")
+        if tags is None:
+            tags = []
+        # numpy arrays too: list columns read with pandas or pyarrow arrive as arrays
+        if (isinstance(tags, (str, bytes)) or not isinstance(tags, (Sequence, np.ndarray))
+                or not all(isinstance(t, str) for t in tags)):
             raise ValueError(
                 f"post {index}: 'tags' must be a list of strings, got {tags!r:.60}; "
                 "wrap a single tag in a list")
-        caption = post.get("caption") or ""
+        caption = post.get("caption")
+        if caption is None or (isinstance(caption, float) and math.isnan(caption)):
+            caption = ""  # None, or NaN: pandas' missing value
         if not isinstance(caption, str):
             raise ValueError(f"post {index}: 'caption' must be a string or None, got {type(caption).__name__}")
         tag_lists.append(list(tags))

@@ -100,7 +100,7 @@ def test_account_folds_keep_accounts_together():
     assert all(len(f) == 1 for f in fold_of_account.values())
     assert sorted(set(folds)) == [0, 1, 2, 3, 4]
     shares = [y[folds == f].mean() for f in range(5)]
-    assert max(shares) - min(shares) < 0.1  # as stratified as whole accounts allow
+    assert max(shares) - min(shares) < 0.05  # as stratified as whole accounts allow (measured 0.01)
     np.testing.assert_array_equal(folds, account_folds(y, accounts, n_splits=5, seed=0))
 
 

@@ -99,3 +99,30 @@ def test_select_weight_rejects_a_single_fold_and_unknown_metric():
         select_weight(y, image, text, np.zeros_like(folds))
     with pytest.raises(ValueError, match="metric must be one of"):
         select_weight(y, image, text, folds, metric="loss")
+
+
+def test_nested_selection_never_sees_the_test_fold():
+    # The protocol of select_weight's docstring, with the tags-only classifier standing in
+    # for the image model: inner folds and out-of-fold scores on the outer training posts
+    # only. Changing everything about the test fold leaves the chosen weight as it was.
+    from drugjax.data import synthetic
+    from drugjax.evaluation.folds import out_of_fold_probability, stratified_folds
+    from drugjax.text import TextClassifier
+
+    posts, *_ = synthetic.plan("small", seed=0)
+    y = np.array([p["drug"] for p in posts])
+    outer = stratified_folds(y, n_splits=5, seed=0)
+
+    def chosen_weight(posts, y):
+        train = np.flatnonzero(outer != 0)
+        train_posts, train_y = [posts[i] for i in train], y[train]
+        inner = stratified_folds(train_y, n_splits=3, seed=1)
+        image_like = out_of_fold_probability(TextClassifier(mode="tags"), train_posts, train_y, inner)
+        text = out_of_fold_probability(TextClassifier(mode="caption"), train_posts, train_y, inner)
+        return select_weight(train_y, image_like, text, inner, metric="auc")
+
+    scrambled_posts = [{"tags": ["x"], "caption": "y"} if f == 0 else p for p, f in zip(posts, outer)]
+    scrambled_y = np.where(outer == 0, 1 - y, y)
+    weight = chosen_weight(posts, y)
+    assert weight == chosen_weight(scrambled_posts, scrambled_y)
+    assert 0.0 < weight < 1.0  # both stand-ins carry signal: a real mixture is chosen

@@ -111,7 +111,8 @@ def test_missing_or_none_fields_count_as_empty():
     train = [{"tags": ["weed"], "caption": "got weed"}, {"tags": ["love"], "caption": "sunday"}] * 3
     model = TextClassifier().fit(train, [1, 0] * 3)
     empty = model.predict_proba([{"tags": [], "caption": ""}])
-    for post in ({"tags": None, "caption": None}, {"caption": None}, {"tags": []}, {"caption": ""}):
+    for post in ({"tags": None, "caption": None}, {"caption": None}, {"tags": []}, {"caption": ""},
+                 {"tags": np.array([], dtype=object), "caption": float("nan")}):
         np.testing.assert_allclose(model.predict_proba([post]), empty)
 
 
@@ -120,6 +121,7 @@ def test_missing_or_none_fields_count_as_empty():
     ([{"text": "no fields"}], "post 0 has neither 'tags' nor 'caption'"),
     ([{"tags": "weed"}], "post 0: 'tags' must be a list of strings"),
     ([{"caption": 3}], "post 0: 'caption' must be a string or None"),
+    ([{"tags": ["a", 7]}], "post 0: 'tags' must be a list of strings"),
     ("a string", "X must be a sequence of posts"),
 ])
 def test_bad_posts_are_one_clear_error(posts, match):
