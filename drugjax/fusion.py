@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.evaluation.metrics import METRICS, Summary, binary_metrics, summarize
+from drugjax.evaluation.metrics import METRICS, Summary, metrics_by_fold, summarize
 
 DEFAULT_WEIGHT = 0.5  # the paper's "50% for the image-based classifier"
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
@@ -91,16 +91,11 @@ def weight_curve(
     The probabilities must be out-of-fold ones.
     """
     y_true = np.asarray(y_true).ravel()
-    folds = np.zeros(len(y_true), np.int64) if folds is None else np.asarray(folds).ravel()
-    if len(folds) != len(y_true):
-        raise ValueError(f"folds has {len(folds)} entries but there are {len(y_true)} labels")
+    folds = np.zeros(len(y_true), np.int64) if folds is None else folds
     points = []
     for weight in weights:
         fused = fuse(image_probability, text_probability, weight).probability
-        if len(fused) != len(y_true):
-            raise ValueError(f"{len(fused)} probabilities but {len(y_true)} labels")
-        per_fold = [binary_metrics(y_true[folds == f], fused[folds == f], threshold) for f in np.unique(folds)]
-        points.append(WeightPoint(float(weight), summarize(per_fold)))
+        points.append(WeightPoint(float(weight), summarize(metrics_by_fold(y_true, fused, folds, threshold))))
     return points
 
 

@@ -43,10 +43,21 @@ def test_one_class_fold_gives_nan_auc_and_a_note():
     folds = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # folds 1 and 2 hold negatives only
     per_fold = metrics_by_fold(y, p, folds)
     assert math.isnan(per_fold[1]["auc"]) and math.isnan(per_fold[2]["auc"])
+    # recall (no positives) and precision (none called positive) are undefined there too
+    assert math.isnan(per_fold[1]["recall"]) and math.isnan(per_fold[1]["precision"])
     summary = summarize(per_fold)
     assert summary.mean["auc"] == pytest.approx(per_fold[0]["auc"])
+    assert summary.mean["recall"] == pytest.approx(per_fold[0]["recall"])  # not averaged with a fake 0
+    assert summary.mean["accuracy"] == pytest.approx(np.mean([m["accuracy"] for m in per_fold]))
     assert summary.n_folds == 3
-    assert summary.notes == ("auc undefined in fold(s) 1, 2 (one class only); mean over the other 1 fold(s)",)
+    assert "auc undefined in fold(s) 1, 2 (one class only); mean over the other 1 fold(s)" in summary.notes
+    assert "recall undefined in fold(s) 1, 2 (no positive posts); mean over the other 1 fold(s)" in summary.notes
+
+
+def test_binary_metrics_zero_division_default_is_zero():
+    # The trainer's validation contract: nothing called positive gives precision 0, not NaN.
+    m = binary_metrics([0, 1, 0], [0.1, 0.2, 0.3])
+    assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["f1"] == 0.0
 
 
 def test_summarize_is_mean_and_population_std():
@@ -186,7 +197,7 @@ def test_table1_markdown_shows_paper_and_baseline():
     text = format_table1_markdown(_table())
     assert "| Tags only | " in text and "82.2 / 67.2 / 62.0 / 0.65" in text
     assert "All-negative (%)" in text
-    assert "- Combined: auc undefined in fold(s) 2" in text
+    assert "- Combined: auc undefined in fold(s) 2 (one class only)" in text
 
 
 def test_table1_rejects_unknown_methods(tmp_path):

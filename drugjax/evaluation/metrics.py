@@ -19,16 +19,19 @@ METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 SUMMARY_METRICS = METRICS + ("all_negative_accuracy",)
 
 
-def binary_metrics(y_true: Any, prob: Any, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(y_true: Any, prob: Any, threshold: float = 0.5, zero_division: float = 0.0) -> dict[str, float]:
     """Accuracy, precision, recall, F1 of the positive class at ``threshold``, ROC AUC.
 
     A post is called positive when its probability is ``>= threshold``. Also returns
     ``all_negative_accuracy`` (the accuracy of calling every post negative: the share of
     negatives, the baseline any accuracy must beat), ``n`` and ``positives``.
 
-    Precision is 0 when nothing is called positive (sklearn's ``zero_division=0``). AUC is
-    NaN when the labels hold one class only: it is undefined there, and
-    :func:`summarize` notes it rather than failing the whole evaluation.
+    A ratio with nothing to divide by (precision when nothing is called positive, recall
+    without positive posts, F1 when both) is ``zero_division``: 0 by default, as the
+    trainer's validation has always reported; :func:`metrics_by_fold` passes NaN so that
+    an undefined value is not averaged in as a real 0. AUC is NaN when the labels hold
+    one class only: it is undefined there, and :func:`summarize` notes it rather than
+    failing the whole evaluation.
     """
     y_true = np.asarray(y_true).ravel()
     prob = np.asarray(prob, np.float64).ravel()
@@ -46,9 +49,9 @@ def binary_metrics(y_true: Any, prob: Any, threshold: float = 0.5) -> dict[str, 
     pred = (prob >= threshold).astype(int)
     return {
         "accuracy": float(skm.accuracy_score(y_true, pred)),
-        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
+        "precision": float(skm.precision_score(y_true, pred, zero_division=zero_division)),
+        "recall": float(skm.recall_score(y_true, pred, zero_division=zero_division)),
+        "f1": float(skm.f1_score(y_true, pred, zero_division=zero_division)),
         "auc": float(skm.roc_auc_score(y_true, prob)) if len(np.unique(y_true)) == 2 else math.nan,
         "all_negative_accuracy": float(np.mean(y_true == 0)),
         "n": int(y_true.size),
@@ -60,12 +63,14 @@ def metrics_by_fold(y_true: Any, prob: Any, folds: Any, threshold: float = 0.5) 
     """:func:`binary_metrics` of each fold's posts, in fold order (0, 1, ...).
 
     ``folds[i]`` is the fold in which post ``i`` was tested (see
-    ``drugjax.evaluation.folds``); ``prob`` holds out-of-fold probabilities.
+    ``drugjax.evaluation.folds``); ``prob`` holds out-of-fold probabilities. A metric
+    undefined in a fold is NaN there (for :func:`summarize` to leave out and note).
     """
     y_true, prob, folds = np.asarray(y_true).ravel(), np.asarray(prob).ravel(), np.asarray(folds).ravel()
     if not len(y_true) == len(prob) == len(folds):
         raise ValueError(f"labels, scores and folds differ in length: {len(y_true)}, {len(prob)}, {len(folds)}")
-    return [binary_metrics(y_true[folds == f], prob[folds == f], threshold) for f in np.unique(folds)]
+    return [binary_metrics(y_true[folds == f], prob[folds == f], threshold, zero_division=math.nan)
+            for f in np.unique(folds)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +100,14 @@ class Summary:
         return cls(floats(data["mean"]), floats(data["std"]), int(data["n_folds"]), tuple(data.get("notes", ())))
 
 
+_UNDEFINED_WHEN = {
+    "auc": "one class only",
+    "precision": "no post called positive",
+    "recall": "no positive posts",
+    "f1": "no positive posts and none called positive",
+}
+
+
 def summarize(per_fold: Sequence[Mapping[str, float]], names: Sequence[str] = SUMMARY_METRICS) -> Summary:
     """Mean ± std over folds of each metric in ``names`` (dicts from :func:`binary_metrics`)."""
     if not per_fold:
@@ -103,13 +116,14 @@ def summarize(per_fold: Sequence[Mapping[str, float]], names: Sequence[str] = SU
     for name in names:
         values = np.array([fold[name] for fold in per_fold], np.float64)
         defined = np.isfinite(values)
+        why = _UNDEFINED_WHEN.get(name, "undefined")
         if not defined.any():
             mean[name] = std[name] = math.nan
-            notes.append(f"{name} undefined in every fold (each fold holds one class only)")
+            notes.append(f"{name} undefined in every fold ({why})")
             continue
         if not defined.all():
             missing = ", ".join(str(i) for i in np.flatnonzero(~defined))
-            notes.append(f"{name} undefined in fold(s) {missing} (one class only); "
+            notes.append(f"{name} undefined in fold(s) {missing} ({why}); "
                          f"mean over the other {int(defined.sum())} fold(s)")
         mean[name] = float(values[defined].mean())
         std[name] = float(values[defined].std())
