@@ -42,7 +42,8 @@ def binary_metrics(y_true: Any, prob: Any, threshold: float = 0.5, zero_division
     if not np.isin(y_true, (0, 1)).all():
         raise ValueError(f"labels must be 0 or 1, got {sorted(set(np.unique(y_true).tolist()) - {0, 1})[:5]}")
     if not np.isfinite(prob).all():
-        raise ValueError(f"scores must be finite, example {int(np.flatnonzero(~np.isfinite(prob))[0])} is {prob[~np.isfinite(prob)][0]}")
+        index = int(np.flatnonzero(~np.isfinite(prob))[0])
+        raise ValueError(f"scores must be finite, example {index} is {prob[index]}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     y_true = y_true.astype(int)
@@ -79,7 +80,8 @@ class Summary:
 
     ``std`` is the population standard deviation (numpy's default, ddof=0), as
     ``cross_validate(...)["test_score"].std()`` gives. A metric undefined in some folds
-    (AUC with one class) is averaged over the others and named in ``notes``.
+    (AUC with one class, recall without positives) is averaged over the others and named
+    in ``notes``.
     """
 
     mean: dict[str, float]
