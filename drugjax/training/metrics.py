@@ -1,4 +1,8 @@
-"""Validation metrics of the drug head and the run's metric writers."""
+"""The run's metric writers; the metrics themselves live in drugjax.evaluation.metrics.
+
+``METRICS``, ``binary_metrics`` and ``jsonable`` moved there (the text, fusion and
+evaluation stages use them too) and stay importable from here.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
-METRICS = ("accuracy", "precision", "recall", "f1", "auc")
+from drugjax.evaluation.metrics import METRICS, binary_metrics, jsonable
 
-
-def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (at ``threshold``) and ROC AUC of binary scores.
-
-    AUC is NaN when only one class is present (it is undefined there).
-    """
-    y_true = np.asarray(y_true).astype(int).ravel()
-    prob = np.asarray(prob, np.float64).ravel()
-    if y_true.shape != prob.shape:
-        raise ValueError(f"labels and scores differ in length: {y_true.shape} vs {prob.shape}")
-    if y_true.size == 0:
-        raise ValueError("no validation examples: check data.val_fold and the data")
-    pred = (prob >= threshold).astype(int)
-    out = {
-        "accuracy": float(skm.accuracy_score(y_true, pred)),
-        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
-        "auc": float(skm.roc_auc_score(y_true, prob)) if len(np.unique(y_true)) == 2 else math.nan,
-        "n": int(y_true.size),
-        "positives": int(y_true.sum()),
-    }
-    return out
-
-
-def jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, (np.floating, float)):
-        v = float(v)
-        return v if math.isfinite(v) else None  # JSON has no NaN
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
+__all__ = ["METRICS", "MetricWriter", "binary_metrics", "jsonable"]
 
 
 class MetricWriter:
