@@ -66,7 +66,8 @@ def _report(cfg: DictConfig, results: dict, workdir: str) -> None:
 def run(cfg: DictConfig) -> float | None:
     """Train and evaluate per ``cfg``; returns the validation objective (None if the run
     was stopped by SIGTERM before finishing)."""
-    from drugjax.training.loop import ConfigError, train_and_evaluate
+    from drugjax.training.config import ConfigError
+    from drugjax.training.loop import train_and_evaluate
 
     # absl (orbax, tfds) logs every dataset and checkpoint operation at INFO, which
     # Hydra's logging would print; keep the console to the progress bar and results.
@@ -102,7 +103,8 @@ def main(cfg: DictConfig) -> float | None:
     from drugjax.models.weights import WeightsError
     from drugjax.data.textsafe import escape_controls
     from drugjax.training.checkpoint import CheckpointError
-    from drugjax.training.loop import ConfigError, NonFiniteError
+    from drugjax.training.config import ConfigError
+    from drugjax.training.loop import NonFiniteError
 
     try:
         return run(cfg)

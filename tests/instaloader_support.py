@@ -153,7 +153,7 @@ def write_collection(base: Path) -> Downloader:
     for i in range(3):
         shortcode = "Bx03" if i == 0 else f"Bl{i:02d}"  # Bx03 was found by #xans too
         d.post("#lean", shortcode, owner="user3" if i == 0 else f"sipper{i}", minutes=3 if i == 0 else 100 + i,
-               caption=(f"Plug 🔌 #Xans #bars3 dm @Dealer.one" if i == 0 else "purple #lean #sprite"),
+               caption=("Plug 🔌 #Xans #bars3 dm @Dealer.one" if i == 0 else "purple #lean #sprite"),
                color=DRUG)
     d.profile("dealer.one", bio="dm to order 📦 @Partner_2", followers=1200, following=80)
     for i in range(3):

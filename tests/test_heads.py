@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone, single_task_mlp
+from drugjax.models.heads import EndToEnd, MultitaskHeads, single_task_mlp
+from drugjax.models.tiny import TinyBackbone
 from drugjax.training.config import OptimConfig
 from drugjax.training.optim import make_optimizer, param_labels
 

@@ -120,13 +120,15 @@ def test_sigterm_at_every_phase_saves_what_it_says(tmp_path, monkeypatch, phase)
                 _sigterm()
         monkeypatch.setattr(Checkpoints, "save", save_and_signal)
     else:
-        evaluate = loop._evaluate
+        from drugjax.training.evaluator import Evaluator
 
-        def evaluate_and_signal(*a, **k):
-            out = evaluate(*a, **k)
+        evaluate = Evaluator.run
+
+        def evaluate_and_signal(self, *a, **k):
+            out = evaluate(self, *a, **k)
             _sigterm()
             return out
-        monkeypatch.setattr(loop, "_evaluate", evaluate_and_signal)
+        monkeypatch.setattr(Evaluator, "run", evaluate_and_signal)
 
     run = tmp_path / "run"
     stopped = train_and_evaluate(cfg, run, sources=make_sources())

@@ -15,7 +15,8 @@ SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     import jax, jax.numpy as jnp, numpy as np
-    from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone
+    from drugjax.models.heads import EndToEnd, MultitaskHeads
+    from drugjax.models.tiny import TinyBackbone
     from drugjax.training.config import OptimConfig
     from drugjax.training.optim import make_optimizer
     from drugjax.training.state import TrainState

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from drugjax.models import weights as W
+from drugjax.trees import flatten
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -33,7 +34,7 @@ def state_dict():
 
 
 def _assert_same(a, b):
-    fa, fb = W._flatten(a), W._flatten(b)
+    fa, fb = flatten(a), flatten(b)
     assert fa.keys() == fb.keys()
     for k in fa:
         np.testing.assert_array_equal(fa[k], fb[k], err_msg="/".join(k))

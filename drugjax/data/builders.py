@@ -51,8 +51,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import drugjax
+from drugjax.digest import digest_bytes
+from drugjax.logs import quiet_absl
 from drugjax.data import schema
-from drugjax.data.pipeline import Columns
 from drugjax.data.textsafe import escape_controls
 from drugjax.tasks import instagram_kind, web_kind
 
@@ -98,10 +99,8 @@ def _world_name(preset: str, seed: int, image_size: int) -> str:
 
     # The generator's version and a digest of its code are part of the name: a changed
     # generator makes new worlds instead of serving stale cached ones.
-    h = hashlib.sha1()
-    for module in (synthetic, draw):
-        h.update(Path(module.__file__).read_bytes())
-    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{synthetic.GENERATOR_VERSION}_{h.hexdigest()[:8]}"
+    code = digest_bytes(*(Path(module.__file__).read_bytes() for module in (synthetic, draw)), length=8)
+    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{synthetic.GENERATOR_VERSION}_{code}"
 
 
 def synthetic_config(preset: str, seed: int, image_size: int, max_rejected: float = DEFAULT_MAX_REJECTED) -> DrugjaxConfig:
@@ -470,7 +469,7 @@ class Source:
         self.metadata = dict(metadata)
         self.rejections = [schema.Rejection(**r) for r in self.metadata.get("rejections", [])]
         if "kind" in self.metadata:
-            self.columns = Columns(
+            self.columns = schema.Columns(
                 kind=np.asarray(self.metadata["kind"], np.int32),
                 fold=np.asarray(self.metadata["fold"], np.int32),
                 has_image=np.asarray(self.metadata["has_image"], bool),
@@ -495,15 +494,9 @@ class Source:
         return f"Source({len(self)} examples, {what}, image_size={md.get('image_size')})"
 
 
-class _QuietCustomConfig(logging.Filter):
-    """tfds warns on every builder made from a config object ("Using custom data
-    configuration"): that is how all drugjax builds are made, so it says nothing."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Using custom data configuration")
-
-
-logging.getLogger("absl").addFilter(_QuietCustomConfig())
+# tfds warns on every builder made from a config object: that is how all drugjax builds
+# are made, so it says nothing.
+quiet_absl("Using custom data configuration")
 
 
 def build(

@@ -41,22 +41,14 @@ from absl import flags as absl_flags
 import numpy as np
 
 from drugjax.data import augment as aug
+from drugjax.data.resumable import Resumable
+from drugjax.data.schema import Columns
 from drugjax.data.textsafe import escape_controls
 from drugjax.tasks import KIND_NAMES
 
 #: Sources that hold images the loaders can use, in the order eval_loader reads them.
 IMAGE_SOURCES: tuple[str, ...] = ("posts", "web")
-_STATE_VERSION = 2  # 1 recorded per_device_batch and num_devices instead of global_batch
 _SCAN_CHUNK = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class Columns:
-    """What the loaders need to know about every record of a source, without its image."""
-
-    kind: np.ndarray  # int32
-    fold: np.ndarray  # int32
-    has_image: np.ndarray  # bool
 
 
 def _has_image(image) -> bool:
@@ -213,15 +205,16 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def _check_shapes(image_size: int, per_device_batch: int, num_devices: int) -> None:
+def _check_arguments(image_size: int, per_device_batch: int, num_devices: int, workers: int, threads: int) -> None:
+    """Checked when a loader is made, not when its first batch is read."""
     for name, value in (("image_size", image_size), ("per_device_batch", per_device_batch), ("num_devices", num_devices)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if workers < 0 or threads < 0:
+        raise ValueError(f"workers and threads must be >= 0, got workers={workers}, threads={threads}")
 
 
 def _finish(ds: grain.MapDataset, workers: int, threads: int) -> grain.IterDataset:
-    if workers < 0 or threads < 0:
-        raise ValueError(f"workers and threads must be >= 0, got workers={workers}, threads={threads}")
     # Elements here are whole batches: a small buffer bounds memory (a 224 px float32
     # batch of 256 is 150 MB) while still keeping every thread busy.
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, threads)))
@@ -233,17 +226,7 @@ def _finish(ds: grain.MapDataset, workers: int, threads: int) -> grain.IterDatas
     return it
 
 
-def _upgrade_state(state: Any) -> Any:
-    """A version-1 state (layout-dependent) as version 2: the same position and data."""
-    if not isinstance(state, Mapping) or state.get("version") != 1 or not isinstance(state.get("config"), Mapping):
-        return state
-    config = dict(state["config"])
-    if "per_device_batch" in config and "num_devices" in config:
-        config["global_batch"] = int(config.pop("per_device_batch")) * int(config.pop("num_devices"))
-    return {**state, "version": _STATE_VERSION, "config": config}
-
-
-class TrainLoader:
+class TrainLoader(Resumable):
     """Infinite iterator of training batches with a JSON-serialisable, restorable state.
 
     ``get_state()`` after batch ``n`` and ``set_state`` on a fresh loader built with the
@@ -251,6 +234,8 @@ class TrainLoader:
     in the index-addressed batch sequence, so it does not depend on the number of workers
     or threads: a run may resume with a different ``workers``.
     """
+
+    state_name = "train loader"
 
     def __init__(
         self,
@@ -283,31 +268,9 @@ class TrainLoader:
         self._position += 1
         return batch
 
-    def get_state(self) -> dict:
-        """The position of the next batch, as JSON-serialisable data."""
-        return {"version": _STATE_VERSION, "config": self._config, "next_batch": self._position}
-
-    def set_state(self, state: Mapping) -> None:
-        """Continue from a state returned by :meth:`get_state` of an equivalent loader."""
-        state = _upgrade_state(state)
-        if (
-            not isinstance(state, Mapping)
-            or state.get("version") != _STATE_VERSION
-            or not isinstance(state.get("next_batch"), int)
-            or state["next_batch"] < 0
-        ):
-            raise ValueError(
-                f"not a drugjax train loader state: {str(state)[:200]} "
-                "(expected the dict TrainLoader.get_state() returns)"
-            )
-        if state["config"] != self._config:
-            diff = {k: (state["config"].get(k), v) for k, v in self._config.items() if state["config"].get(k) != v}
-            raise ValueError(
-                "the loader state was saved by a loader with different data settings "
-                f"(saved, current): {diff}; rebuild the loader with the saved settings to resume"
-            )
-        self.close()
-        self._position = state["next_batch"]
+    def _seek(self, position: int) -> None:
+        self.close()  # the reading restarts lazily at the new position
+        self._position = position
 
     def close(self) -> None:
         """Stop worker processes (also happens when the loader is garbage collected)."""
@@ -384,7 +347,7 @@ def train_loader(
     Returns:
       A :class:`TrainLoader`; its batches have ``valid`` all True and no padding.
     """
-    _check_shapes(image_size, per_device_batch, num_devices)
+    _check_arguments(image_size, per_device_batch, num_devices, workers, threads)
     if augment is True:
         augment = aug.AugmentConfig()
     elif augment is False:
@@ -428,8 +391,6 @@ def train_loader(
     config = json.loads(json.dumps(config))  # tuples -> lists, as a restored state has them
     total = sum(len(selected[n]) for n in weights)
     steps = max(1, total // (per_device_batch * num_devices))
-    if workers < 0 or threads < 0:
-        raise ValueError(f"workers and threads must be >= 0, got workers={workers}, threads={threads}")
     return TrainLoader(ds, config, {n: len(selected[n]) for n in weights}, steps, workers, threads)
 
 
@@ -472,7 +433,7 @@ def eval_loader(
       folds: folds to evaluate (e.g. ``[4]``); None for all.
       workers, threads: as for :func:`train_loader`; the output does not depend on them.
     """
-    _check_shapes(image_size, per_device_batch, num_devices)
+    _check_arguments(image_size, per_device_batch, num_devices, workers, threads)
     if names is None:
         names = [n for n in IMAGE_SOURCES if n in sources]
     missing = [n for n in names if n not in sources]

@@ -68,6 +68,15 @@ class Rejection:
         return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason}
 
 
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Per-record columns of a built source, what the loaders need to know about every record of a source, without its image."""
+
+    kind: np.ndarray  # int32
+    fold: np.ndarray  # int32
+    has_image: np.ndarray  # bool
+
+
 @dataclasses.dataclass
 class Loaded:
     """Records that passed validation, the rejected ones, and accepted oddities."""

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from drugjax.models.inception import InceptionV1
+from drugjax.trees import flatten
 
 Variables = dict[str, Any]
 
@@ -108,20 +109,10 @@ def expected_torchvision_shapes(num_classes: int | None) -> dict[str, tuple[int,
         )
     )
     out: dict[str, tuple[int, ...]] = {}
-    for path, leaf in _flatten(shapes).items():
+    for path, leaf in flatten(shapes).items():
         key = _flax_path_to_torch(path)
         out[key] = tuple(_to_torch_layout(key, np.empty(leaf.shape, np.int8)).shape)
     return out
-
-
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    flat: dict[tuple[str, ...], Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, prefix + (k,)))
-        else:
-            flat[prefix + (k,)] = v
-    return flat
 
 
 def _fmt_list(items: list[str], limit: int = 30) -> str:
@@ -199,7 +190,7 @@ def to_torchvision(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if collection not in variables:
             raise WeightsError(f"variables have no {collection!r} collection; pass the "
                                "full {'params', 'batch_stats'} of InceptionV1.")
-        flat.update(_flatten(variables[collection], (collection,)))
+        flat.update(flatten(variables[collection], (collection,)))
     out = {}
     for path, value in flat.items():
         if path[-2:] not in _LEAF_TO_TORCH:

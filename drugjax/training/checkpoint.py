@@ -34,16 +34,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from drugjax.logs import quiet_absl
+
 log = logging.getLogger(__name__)
 
 
-class _QuietUntrackedSaves(logging.Filter):
-    # Checkpoints between evaluations carry no metrics by design; orbax warns on each.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "did not provide metrics" not in record.getMessage()
-
-
-logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
+# Checkpoints between evaluations carry no metrics by design; orbax warns on each.
+quiet_absl("did not provide metrics")
 
 BEST_MODES = {"loss": "min"}  # every other metric is better when larger
 

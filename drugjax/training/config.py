@@ -7,8 +7,9 @@ start-up with Hydra's message, before any data is built or a model compiled.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -17,7 +18,7 @@ class BackboneConfig:
     features for ``model.kind=heads``)."""
 
     # inception_v1 (the paper's GoogLeNet) or tiny (a two-conv stand-in for smoke
-    # runs and tests; drugjax.models.heads.TinyBackbone).
+    # runs and tests; drugjax.models.tiny.TinyBackbone).
     name: str = "inception_v1"
     # Converted torchvision weights (.pth, .safetensors or .npz) via
     # drugjax.models.weights.load_backbone; None = random initialisation.
@@ -136,3 +137,62 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+# --------------------------------------------------------------------------- checks
+class ConfigError(ValueError):
+    """A config value that cannot work (named, with the fix)."""
+
+
+MODEL_KINDS = ("end_to_end", "heads")
+DTYPE_NAMES = ("float32", "bfloat16")
+OBJECTIVES = ("accuracy", "precision", "recall", "f1", "auc", "loss")
+
+
+def as_dict(cfg: Any) -> dict:
+    """A config (DictConfig, TrainConfig or mapping) as plain, resolved data."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+def to_config(cfg: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a DictConfig or mapping, through the schema's checks."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(as_dict(cfg)))
+    return OmegaConf.to_object(merged)
+
+
+def check_config(cfg: TrainConfig, num_devices: int) -> None:
+    """Raise :class:`ConfigError` for a value that cannot work, naming the key and the fix."""
+    from drugjax.tasks import TASKS
+
+    model, data = cfg.model, cfg.data
+    if data.kind not in ("synthetic", "dir"):
+        raise ConfigError(f"data.kind must be synthetic or dir, got {data.kind!r}")
+    if data.kind == "dir" and not data.root:
+        raise ConfigError("data.root is required with data=dir: python train.py data=dir data.root=PATH")
+    if model.kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind must be one of {MODEL_KINDS}, got {model.kind!r}")
+    if model.dtype not in DTYPE_NAMES:
+        raise ConfigError(f"model.dtype must be one of {sorted(DTYPE_NAMES)}, got {model.dtype!r}")
+    bad = [t for t in model.tasks if t not in TASKS]
+    if bad or not model.tasks or "drug" not in model.tasks:
+        raise ConfigError(f"model.tasks must be a subset of {list(TASKS)} that includes 'drug', got {list(model.tasks)}")
+    if not 0 <= data.val_fold < data.num_folds:
+        raise ConfigError(f"data.val_fold must lie in [0, data.num_folds={data.num_folds}), got {data.val_fold}")
+    for key, size in (("data.batch_size", data.batch_size), ("data.eval_batch_size", data.eval_batch_size)):
+        if size < num_devices or size % num_devices:
+            raise ConfigError(f"{key}={size} must be a positive multiple of the {num_devices} devices in use")
+    for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.best_metric not in OBJECTIVES or cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"best_metric and objective must be among {OBJECTIVES}")
+    if not 0.0 <= model.relation_weight:
+        raise ConfigError(f"model.relation_weight must be >= 0, got {model.relation_weight}")

@@ -8,8 +8,6 @@ weights and data), and training steps only run the trunk and heads.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from drugjax.data import pipeline
+from drugjax.data.resumable import Resumable
+from drugjax.digest import digest_json
 
 log = logging.getLogger(__name__)
-
-_STATE_VERSION = 1
 
 
 def extract_features(
@@ -68,7 +66,7 @@ def extract_features(
 
 def cache_key(**parts: Any) -> str:
     """A short digest of what determines the features (weights, data, image size, ...)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest_json(parts)
 
 
 def save_features(path: Path, feats: dict[str, dict[str, np.ndarray]], key: str) -> None:
@@ -99,13 +97,15 @@ def load_features(path: Path, key: str) -> dict[str, dict[str, np.ndarray]] | No
         return None
 
 
-class FeatureLoader:
+class FeatureLoader(Resumable):
     """Infinite shuffled batches of precomputed features, shaped ``(D, B, ...)``.
 
     Epoch ``e`` is the permutation drawn from ``(seed, e)``; the last incomplete batch of
     an epoch is dropped. The state is the position of the next batch, so
     :meth:`set_state` resumes on exactly the next batch.
     """
+
+    state_name = "feature loader"
 
     def __init__(self, features: np.ndarray, kinds: np.ndarray, *, per_device_batch: int, num_devices: int, seed: int):
         features = np.asarray(features, np.float32)
@@ -140,19 +140,6 @@ class FeatureLoader:
             "kind": self.kinds[idx].reshape(d, b),
             "valid": np.ones((d, b), bool),
         }
-
-    def get_state(self) -> dict:
-        return {"version": _STATE_VERSION, "config": self._config, "next_batch": self._position}
-
-    def set_state(self, state: Mapping) -> None:
-        if not isinstance(state, Mapping) or state.get("version") != _STATE_VERSION:
-            raise ValueError(f"not a FeatureLoader state: {str(state)[:200]}")
-        if state.get("config") != self._config:
-            raise ValueError(
-                f"the feature loader state was saved with different data ({state.get('config')} vs "
-                f"{self._config}); resume with the same data and batch size"
-            )
-        self._position = int(state["next_batch"])
 
 
 def eval_batches(

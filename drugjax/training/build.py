@@ -1,0 +1,129 @@
+"""Building the model and its train state from a config (Flax's ``create_train_state``).
+
+The backbone (Inception-v1, or the tiny stand-in of tests), its pretrained weights, the
+trunk and heads, the warm start from another run (``init_from``), the optimiser and the
+:class:`~drugjax.training.state.TrainState` that holds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drugjax.models.heads import EndToEnd, MultitaskHeads
+from drugjax.models.tiny import TinyBackbone
+from drugjax.training.checkpoint import read_params
+from drugjax.training.config import ConfigError, TrainConfig
+from drugjax.training.optim import make_optimizer
+from drugjax.training.state import TrainState
+from drugjax.trees import plain
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+BACKBONES = ("inception_v1", "tiny")
+
+
+def make_backbone(cfg: TrainConfig, dtype: Any) -> Any:
+    """The backbone ``model.backbone`` names, computing in ``dtype``."""
+    name = cfg.model.backbone.name
+    if name == "tiny":
+        if cfg.model.backbone.weights:
+            raise ConfigError("model.backbone.weights applies to inception_v1, not to the tiny stand-in")
+        return TinyBackbone(dtype=dtype)
+    if name != "inception_v1":
+        raise ConfigError(f"model.backbone.name must be one of {BACKBONES}, got {name!r}")
+    from drugjax.models import InceptionV1
+
+    transform = cfg.model.backbone.transform_input
+    if transform is None:
+        transform = cfg.model.backbone.weights is not None
+    return InceptionV1(num_classes=None, transform_input=bool(transform), dtype=dtype)
+
+
+def load_backbone_weights(cfg: TrainConfig) -> dict | None:
+    """The variables ``model.backbone.weights`` holds (None when it is not set)."""
+    path = cfg.model.backbone.weights
+    if not path:
+        return None
+    from drugjax.models.weights import load_backbone
+
+    if not Path(path).expanduser().exists():
+        raise ConfigError(f"model.backbone.weights={path}: no such file; give a converted .npz/.safetensors or a torchvision .pth")
+    return load_backbone(str(Path(path).expanduser()))
+
+
+def make_model(cfg: TrainConfig, backbone: Any) -> Any:
+    """End to end (backbone -> trunk -> heads) or the trunk and heads alone."""
+    model = cfg.model
+    heads = MultitaskHeads(hidden=tuple(model.hidden), dropout_rate=model.dropout, tasks=tuple(model.tasks),
+                           dtype=DTYPES[model.dtype])
+    if model.kind == "heads":
+        return heads
+    return EndToEnd(backbone=backbone, heads=heads, freeze_backbone=not model.backbone.trainable,
+                    train_bn=model.backbone.train_bn)
+
+
+def graft(target: Any, source: Any, where: str) -> Any:
+    """``source`` in place of ``target``, after checking both have one structure and shape."""
+    t_struct, s_struct = jax.tree.structure(target), jax.tree.structure(source)
+    if t_struct != s_struct:
+        raise ConfigError(f"{where}: the parameter tree does not match the model's ({s_struct} vs {t_struct})")
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(source)):
+        if tuple(np.shape(a)) != tuple(np.shape(b)):
+            raise ConfigError(f"{where}: a parameter of shape {np.shape(b)} where the model has {np.shape(a)}")
+    return jax.tree.map(lambda a, b: jnp.asarray(b, jnp.asarray(a).dtype), target, source)
+
+
+def _graft_backbone(variables: dict, backbone_weights: dict) -> None:
+    where = "model.backbone.weights"
+    variables["params"]["backbone"] = graft(variables["params"]["backbone"], plain(backbone_weights["params"]), where)
+    if "batch_stats" in variables:
+        variables["batch_stats"]["backbone"] = graft(
+            variables["batch_stats"]["backbone"], plain(backbone_weights.get("batch_stats", {})), where
+        )
+
+
+def _warm_start(variables: dict, run: str) -> None:
+    """Parameters (and batch statistics) of another run's checkpoint (``init_from``)."""
+    where = f"init_from={run}"
+    warm = read_params(run)
+    params = plain(warm["params"])
+    if jax.tree.structure(params) == jax.tree.structure(variables["params"]):
+        variables["params"] = graft(variables["params"], params, where)
+        if warm["batch_stats"] and "batch_stats" in variables:
+            variables["batch_stats"] = graft(variables["batch_stats"], plain(warm["batch_stats"]), where)
+    elif "heads" in variables["params"]:
+        # A heads-only run (paper_mtl) warm-starting the heads of an end-to-end model.
+        variables["params"]["heads"] = graft(variables["params"]["heads"], params, where)
+    else:
+        raise ConfigError(f"{where}: its parameters match neither this model nor its heads")
+
+
+def create_train_state(cfg: TrainConfig, model: Any, sample: jax.Array, init_key: jax.Array,
+                       state_key: jax.Array, backbone_weights: dict | None) -> TrainState:
+    """The initial train state: initialised variables, pretrained backbone weights grafted
+    in (end to end), a warm start from ``init_from``, and the optimiser."""
+    # Jitted: op-by-op initialisation compiles one kernel per layer, which costs
+    # seconds on CPU.
+    init = jax.jit(lambda k, x: model.init({"params": k, "dropout": k}, x, train=False))
+    variables = plain(init(init_key, sample))
+    end_to_end = cfg.model.kind == "end_to_end"
+    if backbone_weights is not None and end_to_end:
+        _graft_backbone(variables, backbone_weights)
+    if cfg.init_from:
+        _warm_start(variables, cfg.init_from)
+    backbone = cfg.model.backbone
+    tx = make_optimizer(cfg.optim, variables["params"], total_steps=cfg.steps,
+                        backbone_trainable=end_to_end and backbone.trainable, backbone_lr_factor=backbone.lr_factor)
+    return TrainState.create(apply_fn=model.apply, variables=variables, tx=tx, rng=state_key)
+
+
+def backbone_variables(backbone: Any, backbone_weights: dict | None, init_key: jax.Array, image_size: int) -> dict:
+    """The backbone's variables for feature extraction: the pretrained ones, else a
+    random initialisation from ``init_key``."""
+    if backbone_weights is not None:
+        return backbone_weights
+    return jax.jit(lambda k, x: backbone.init(k, x, train=False))(init_key, jnp.zeros((1, image_size, image_size, 3)))
