@@ -172,3 +172,81 @@ def test_results_hold_best_step_metrics_and_data_counts(tmp_path):
     assert res["best_step"] in (2, 4, 6) and res["best_val"]["auc"] is not None
     assert res["data"]["posts"]["records"] == 40 and res["data"]["posts"]["without_image"] == 1
     assert res["data"]["posts"]["used"] == 39
+
+
+def _params(run):
+    return read_params(run)["params"]
+
+
+def _assert_bitwise(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_heads_run_killed_mid_way_resumes_bitwise(tmp_path, monkeypatch):
+    """model.kind=heads (the paper's set-up): a run that dies between checkpoints (no
+    SIGTERM, nothing saved on the way out) resumes and ends with the same parameters."""
+    import drugjax.training.loop as loop
+
+    cfg = _heads_cfg(tmp_path, steps=9, log_every=1, checkpoint_every=2, eval_every=9)
+    train_and_evaluate(cfg, tmp_path / "reference", sources=make_sources())
+
+    write = loop.MetricWriter.write
+
+    def write_then_die(self, step, split, values):
+        write(self, step, split, values)
+        if split == "train" and step == 5:
+            raise KeyboardInterrupt  # as abrupt as a kill for what is on disk
+    monkeypatch.setattr(loop.MetricWriter, "write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
+    monkeypatch.undo()
+    res = train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
+    assert res["step"] == 9
+    _assert_bitwise(_params(tmp_path / "run"), _params(tmp_path / "reference"))
+
+
+def test_init_from_warm_starts_with_the_runs_parameters(tmp_path):
+    sources = make_sources()
+    train_and_evaluate(_heads_cfg(tmp_path, steps=4), tmp_path / "first", sources=sources)
+    # The first warm-up step has learning rate 0: after it the parameters are the warm start's.
+    cfg = _heads_cfg(tmp_path, steps=2, eval_every=2, checkpoint_every=1,
+                     **{"optim.warmup_steps": 1, "init_from": str(tmp_path / "first")})
+    train_and_evaluate(cfg, tmp_path / "second", sources=sources)
+    _assert_bitwise(_params(tmp_path / "second" / "checkpoints" / "1"), _params(tmp_path / "first"))
+    # An end-to-end run warm-starts the heads of a heads-only run, and refuses another shape.
+    with pytest.raises(ConfigError, match="init_from=.*match neither"):
+        train_and_evaluate(_heads_cfg(tmp_path, steps=1, **{"model.hidden": [4], "init_from": str(tmp_path / "first")}),
+                           tmp_path / "third", sources=sources)
+
+
+def test_feature_cache_hits_for_the_same_data_and_misses_for_other_data(tmp_path, monkeypatch):
+    from drugjax.training import features
+
+    extractions = []
+    extract = features.extract_features
+
+    def counting_extract(*a, **k):
+        extractions.append(1)
+        return extract(*a, **k)
+    monkeypatch.setattr(features, "extract_features", counting_extract)
+    cache = tmp_path / "cache" / "features"
+    train_and_evaluate(_heads_cfg(tmp_path, steps=2), tmp_path / "a", sources=make_sources())
+    train_and_evaluate(_heads_cfg(tmp_path, steps=2), tmp_path / "b", sources=make_sources())
+    assert len(extractions) == 1 and len(list(cache.glob("features-*.npz"))) == 1
+    train_and_evaluate(_heads_cfg(tmp_path, steps=2), tmp_path / "c", sources=make_sources(seed=1))
+    assert len(extractions) == 2 and len(list(cache.glob("features-*.npz"))) == 2
+    # an unreadable cache file is extracted again, with a warning, never trusted
+    for path in cache.glob("features-*.npz"):
+        path.write_bytes(b"damaged")
+    train_and_evaluate(_heads_cfg(tmp_path, steps=2), tmp_path / "d", sources=make_sources())
+    assert len(extractions) == 3
+
+
+def test_bfloat16_compute_through_the_loop(tmp_path):
+    res = train_and_evaluate(tiny_config(**{"model.dtype": "bfloat16", "steps": 4, "eval_every": 4}), tmp_path / "run",
+                             sources=make_sources())
+    assert res["step"] == 4 and np.isfinite(res["val"]["loss"])
+    params = _params(tmp_path / "run")
+    assert {np.asarray(a).dtype for a in jax.tree.leaves(params)} == {np.dtype("float32")}  # parameters stay float32

@@ -184,13 +184,23 @@ def image_inputs(cfg: TrainConfig, sources: Mapping[str, Any], *, num_devices: i
 def source_identity(source: Any) -> str:
     """What identifies a source's content: the build metadata of a built dataset (its
     version, preset/seed or ROOT content fingerprint, per-record kinds and folds), else
-    the size, kinds and folds of an in-memory one."""
+    the kinds, folds and image bytes of an in-memory one (hashing them costs far less
+    than extracting features, and other images under the same labels are other data)."""
     metadata = getattr(source, "metadata", None)
     if metadata:
         return digest_json(metadata)
     columns = pipeline.scan(source)
+    images = (_image_bytes(source[i]["image"]) for i in range(len(source)))
     return digest_bytes(str(len(source)).encode(), columns.kind.tobytes(), columns.fold.tobytes(),
-                        columns.has_image.tobytes())
+                        columns.has_image.tobytes(), *images)
+
+
+def _image_bytes(image: Any) -> bytes:
+    if image is None:
+        return b""
+    if isinstance(image, np.ndarray):
+        return f"{image.dtype}{image.shape}".encode() + image.tobytes()
+    return bytes(image)
 
 
 def feature_cache_dir(cfg: TrainConfig) -> Path:
