@@ -97,6 +97,27 @@ def load_features(path: Path, key: str) -> dict[str, dict[str, np.ndarray]] | No
         return None
 
 
+class ShuffledOrder:
+    """Which rows batch ``n`` of an endless shuffled pass over ``n_rows`` rows holds.
+
+    Epoch ``e`` is the permutation drawn from ``(seed, e)``; the last incomplete batch of
+    an epoch is dropped. Shared by :class:`FeatureLoader` and the sweep engine, so a
+    configuration trained in a sweep sees exactly the batches it would see alone.
+    """
+
+    def __init__(self, n_rows: int, global_batch: int, seed: int):
+        self.n_rows, self.global_batch, self.seed = n_rows, global_batch, seed
+        self.steps_per_epoch = n_rows // global_batch
+        self._epoch, self._permutation = -1, None
+
+    def rows(self, position: int) -> np.ndarray:
+        epoch, i = divmod(position, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+            self._epoch = epoch
+        return self._permutation[i * self.global_batch : (i + 1) * self.global_batch]
+
+
 class FeatureLoader(Resumable):
     """Infinite shuffled batches of precomputed features, shaped ``(D, B, ...)``.
 
@@ -118,21 +139,16 @@ class FeatureLoader(Resumable):
             )
         self.features, self.kinds = features, kinds
         self.per_device_batch, self.num_devices, self.seed = per_device_batch, num_devices, seed
-        self.steps_per_epoch = len(features) // global_batch
+        self._order = ShuffledOrder(len(features), global_batch, seed)
+        self.steps_per_epoch = self._order.steps_per_epoch
         self._position = 0
-        self._perm_epoch, self._perm = -1, None
         self._config = {"n": int(len(features)), "seed": int(seed), "global_batch": int(global_batch)}
 
     def __iter__(self) -> "FeatureLoader":
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        epoch, i = divmod(self._position, self.steps_per_epoch)
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.features))
-            self._perm_epoch = epoch
-        gb = self.per_device_batch * self.num_devices
-        idx = self._perm[i * gb : (i + 1) * gb]
+        idx = self._order.rows(self._position)
         self._position += 1
         d, b = self.num_devices, self.per_device_batch
         return {

@@ -27,13 +27,16 @@ def make_schedule(cfg: OptimConfig, total_steps: int, scale: float = 1.0) -> opt
         return optax.join_schedules(
             [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup]
         )
-    return optax.warmup_cosine_decay_schedule(
+    # The shape from 0 to 1, scaled by the peak: optax's own schedule branches on the
+    # peak's value in Python, which a learning rate swept under vmap (a tracer) cannot do.
+    shape = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
-        peak_value=peak,
+        peak_value=1.0,
         warmup_steps=warmup,
         decay_steps=max(int(total_steps), warmup + 1),
-        end_value=peak * cfg.end_lr_factor,
+        end_value=cfg.end_lr_factor,
     )
+    return lambda count: peak * shape(count)
 
 
 def _base(cfg: OptimConfig, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -54,24 +54,27 @@ def train_step(
     *,
     relation_weight: float,
     task_index: tuple[int, ...] = (0, 1, 2, 3),
-    axis_name: str = AXIS,
+    axis_name: str | None = AXIS,
 ) -> tuple[TrainState, dict[str, Any]]:
     """One optimisation step on this device's share of the batch.
 
     ``batch`` holds ``x`` (images or features), ``kind`` and ``valid`` for the local
     examples. Returns the new state (identical on every device) and metrics: the mean
     loss, the per-task loss terms, the gradient norm and, for the NaN guard, which
-    gradient leaves are finite.
+    gradient leaves are finite. ``axis_name=None``: the whole batch is here (no device
+    axis; the sweep engine vmaps this over configurations), computed as device 0 of one.
     """
     x, kind = batch["x"], batch["kind"]
     valid = batch.get("valid", jnp.ones(kind.shape, bool))
     n = x.shape[0]
     targets, weights = _targets(kind, valid, relation_weight, task_index)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), lax.axis_index(axis_name))
+    device = 0 if axis_name is None else lax.axis_index(axis_name)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), device)
     has_bn = bool(jax.tree.leaves(state.batch_stats))
     # See the module docstring: differentiate the local loss w.r.t. device-varying
     # parameters, then average explicitly.
-    params = lax.pcast(state.params, axis_name, to="varying")
+    params = state.params if axis_name is None else lax.pcast(state.params, axis_name, to="varying")
+    mean = (lambda tree: tree) if axis_name is None else (lambda tree: lax.pmean(tree, axis_name))
 
     def loss_fn(p):
         variables = {"params": p}
@@ -88,11 +91,9 @@ def train_step(
         return jnp.sum(terms) / n, (jnp.sum(terms, axis=0) / n, new_bs)
 
     (loss, (task_loss, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    grads = lax.pmean(grads, axis_name)
-    loss = lax.pmean(loss, axis_name)
-    task_loss = lax.pmean(task_loss, axis_name)
+    grads, loss, task_loss = mean(grads), mean(loss), mean(task_loss)
     if has_bn:
-        new_bs = lax.pmean(new_bs, axis_name)
+        new_bs = mean(new_bs)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,

@@ -1,0 +1,93 @@
+"""The vmap sweep engine: each configuration ends where the ordinary train step, run on
+it alone, ends (parameters, losses, metrics); grouping; resume after a kill."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from drugjax.training.config import OptimConfig
+from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
+
+
+def _table(n_posts=60, n_web=24, dim=16, seed=0) -> FeatureTable:
+    rng = np.random.default_rng(seed)
+    post_kinds = (np.arange(n_posts) % 3 == 0).astype(np.int32)  # 1 = drug post, 0 = other
+    web_kinds = 2 + np.arange(n_web) % 4
+    kinds = np.concatenate([post_kinds, web_kinds]).astype(np.int32)
+    features = rng.normal(size=(n_posts + n_web, dim)).astype(np.float32)
+    features[kinds == 1, :4] += 1.0  # something to learn
+    folds = np.concatenate([np.arange(n_posts) % 5, np.full(n_web, -1)]).astype(np.int32)
+    return FeatureTable(features, kinds, folds)
+
+
+SCHEDULE = Schedule(steps=12, batch_size=8, chunk_steps=5, optim=OptimConfig(warmup_steps=2))
+CONFIGS = [
+    HeadConfig(relation_weight=0.0, seed=0, fold=0, hidden=(16, 16)),
+    HeadConfig(relation_weight=0.5, seed=1, fold=2, hidden=(16, 16), learning_rate=3e-3),
+    HeadConfig(relation_weight=1.0, seed=2, fold=4, hidden=(16, 16), decay=0.8, weight_decay=1e-3),
+]
+
+
+def _assert_close(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_each_configuration_matches_the_ordinary_step_run_alone():
+    table = _table()
+    swept = train_sweep(table, CONFIGS, SCHEDULE, engine="vmap", keep_params=True)
+    alone = train_sweep(table, CONFIGS, SCHEDULE, engine="loop", keep_params=True)
+    for s, a in zip(swept, alone):
+        assert s["config"] == a["config"]
+        _assert_close(s["params"], a["params"])
+        np.testing.assert_allclose(s["loss"], a["loss"], rtol=1e-5)
+        for metric in ("accuracy", "precision", "recall", "f1", "auc"):
+            assert s["val"][metric] == pytest.approx(a["val"][metric], rel=1e-5)
+    # the configurations really differ (otherwise the comparison proves little)
+    assert len({round(float(r["loss"][-1]), 6) for r in swept}) == len(CONFIGS)
+
+
+def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices():
+    table = _table()
+    configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25)]
+    swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_params=True, max_part=2)
+    assert [r["config"] for r in swept] == configs
+    assert swept[3]["params"]["trunk_0"]["kernel"].shape == (16, 8)
+    alone = train_sweep(table, configs[3:], SCHEDULE, engine="loop", keep_params=True)
+    for s, a in zip(swept[3:], alone):
+        _assert_close(s["params"], a["params"])
+
+
+def test_a_killed_sweep_resumes_from_its_last_chunk(tmp_path, monkeypatch):
+    table = _table()
+    reference = train_sweep(table, CONFIGS, SCHEDULE, keep_params=True)
+    import drugjax.training.sweep as sweep
+
+    saves = []
+    save = sweep._PartState.save
+
+    def save_then_die(self, *a, **k):
+        save(self, *a, **k)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed after its second chunk was saved
+    monkeypatch.setattr(sweep._PartState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_sweep(table, CONFIGS, SCHEDULE, workdir=tmp_path, keep_params=True)
+    monkeypatch.undo()
+    resumed = train_sweep(table, CONFIGS, SCHEDULE, workdir=tmp_path, keep_params=True)
+    for r, ref in zip(resumed, reference):
+        _assert_close(r["params"], ref["params"])
+        np.testing.assert_allclose(r["loss"], ref["loss"], rtol=1e-6)
+
+
+def test_a_diverged_configuration_is_flagged_not_reported():
+    table = _table()
+    bad = dataclasses.replace(CONFIGS[0], learning_rate=1e30)
+    schedule = dataclasses.replace(SCHEDULE, optim=OptimConfig(warmup_steps=0, clip_norm=0.0))
+    result = train_sweep(table, [bad, CONFIGS[1]], schedule)
+    assert result[0]["diverged"] and result[0]["val"] is None
+    assert not result[1]["diverged"] and result[1]["val"]["auc"] is not None
