@@ -79,6 +79,8 @@ def run(cfg: DictConfig) -> float | None:
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
     (Path(workdir) / "error.txt").unlink(missing_ok=True)  # ours, from an earlier failed attempt
+    if cfg.sweep.enabled:
+        return _run_grid(cfg, workdir)
     results = train_and_evaluate(cfg, workdir, on_start=_hydra_record_writer(cfg))
     if results["interrupted"]:
         print(f"stopped by SIGTERM at step {results['step']}; checkpoint {results['step']} saved in "
@@ -86,6 +88,20 @@ def run(cfg: DictConfig) -> float | None:
         return None
     _report(cfg, results, workdir)
     return results["objective"]
+
+
+def _run_grid(cfg: DictConfig, workdir: str) -> float:
+    """``sweep.enabled``: many head trainings in one run (drugjax.training.grid)."""
+    from drugjax.training.config import to_config
+    from drugjax.training.grid import run_grid
+
+    out = run_grid(to_config(cfg), workdir, on_start=_hydra_record_writer(cfg))
+    print((Path(workdir) / "ablation.md").read_text(), flush=True)
+    print(f"wrote ablation.csv, ablation.md{', ablation.png' if (Path(workdir) / 'ablation.png').exists() else ''}"
+          f" in {workdir}", flush=True)
+    objectives = [entry.get(cfg.objective, math.nan) for entry in out["summary"]]
+    objectives = [value for value in objectives if value == value]  # not NaN
+    return max(objectives) if objectives else math.nan
 
 
 def _log_to_file_only(message: str) -> None:

@@ -62,6 +62,22 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     assert results["config"]["data"]["mixture"] == [0.5, 0.5]
 
 
+def test_relation_weight_ablation_as_one_run(tmp_path, capsys):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose("train", overrides=["experiment=ablation_relation_weight", *_tiny(tmp_path),
+                                          f"workdir={tmp_path / 'run'}", "steps=6", "sweep.chunk_steps=4",
+                                          "sweep.relation_weights=[0.0,0.5,1.0]", "sweep.folds=[0,1]",
+                                          "sweep.seeds=[0,1]"])
+    value = train.run(cfg)
+    out = capsys.readouterr().out
+    rows = (tmp_path / "run" / "ablation.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 2 and rows[0].startswith("relation_weight,")
+    md = (tmp_path / "run" / "ablation.md").read_text()
+    assert "12 trainings" in md and md.count("\n| 0") + md.count("\n| 1") == 3
+    assert (tmp_path / "run" / "ablation.png").stat().st_size > 1000
+    assert "ablation.csv" in out and 0.0 <= value <= 1.0
+
+
 def _run_train(args, tmp_path, returncode=0):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,

@@ -105,11 +105,33 @@ class ParallelConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Many head trainings in one run (``model.kind=heads``; drugjax.training.sweep).
+
+    Every list is an axis of the grid; an empty list means the single value of the
+    ordinary key (``model.relation_weight``, ``optim.learning_rate``, ...). The grid is
+    their product: e.g. 11 relation weights x 5 folds x 3 seeds = 165 trainings.
+    """
+
+    enabled: bool = False
+    engine: str = "vmap"  # vmap (one compiled program) | loop (one training after another)
+    relation_weights: list[float] = field(default_factory=list)
+    folds: list[int] = field(default_factory=list)  # validation folds; empty: data.val_fold
+    seeds: list[int] = field(default_factory=list)  # empty: seed
+    learning_rates: list[float] = field(default_factory=list)
+    decays: list[float] = field(default_factory=list)  # RMSprop's
+    weight_decays: list[float] = field(default_factory=list)
+    dropouts: list[float] = field(default_factory=list)
+    chunk_steps: int = 100  # steps between the host's checks and saves
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     name: str = "finetune"  # names the run directory runs/<name>
     # The run directory; None = Hydra's output directory (runs/<name>, see
     # conf/train.yaml), which is what makes "run the same command again" resume.
