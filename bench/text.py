@@ -56,7 +56,6 @@ def run_method(method: str, n: int, seed: int, mode: str) -> dict:
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.pipeline import make_pipeline
 
-    from drugjax.data import synthetic  # noqa: F401  (make_posts uses it)
     from drugjax.text import TextClassifier
 
     stages.append(("imports", time.perf_counter() - start, _peak_mb()))
