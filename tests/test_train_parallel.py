@@ -1,4 +1,5 @@
-"""pmap and jit(shard_map) on 4 forced CPU devices follow the 1-device loss trajectory.
+"""pmap and jit(shard_map) on 4 forced CPU devices follow the 1-device loss trajectory,
+with BatchNorm in training mode too when it is synchronised (``bn_axis_name``).
 
 Runs in a subprocess because the number of host devices is fixed when JAX starts. Every
 step is blocked on: with 4 forced devices on a 2-core machine, collectives of many
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 SCRIPT = textwrap.dedent(
     """
     import json, os, sys
@@ -19,7 +22,7 @@ SCRIPT = textwrap.dedent(
     from drugjax.training.config import OptimConfig
     from drugjax.training.optim import make_optimizer
     from drugjax.training.state import TrainState
-    from drugjax.training.steps import DataParallel, make_steps
+    from drugjax.training.steps import AXIS, DataParallel, make_steps
 
     assert jax.device_count() == 4, jax.devices()
     rng = np.random.default_rng(0)
@@ -28,10 +31,15 @@ SCRIPT = textwrap.dedent(
     models = {
         # the paper's heads on features (dropout off: per-device dropout keys differ)
         "heads": (MultitaskHeads(hidden=(16, 16)), rng.normal(size=(STEPS, B, 32)).astype(np.float32)),
-        # end to end with BatchNorm frozen (in training mode it normalises per device)
+        # end to end with BatchNorm frozen (running statistics while training)
         "end_to_end": (EndToEnd(backbone=TinyBackbone(features=8), heads=MultitaskHeads(hidden=(8,)), train_bn=False),
                        rng.normal(size=(STEPS, B, 16, 16, 3)).astype(np.float32)),
     }
+    images = rng.normal(size=(STEPS, B, 16, 16, 3)).astype(np.float32)
+    for name, axis in (("bn_sync", AXIS), ("bn_per_device", None)):
+        # BatchNorm in training mode, its statistics averaged over the devices or not
+        models[name] = (EndToEnd(backbone=TinyBackbone(features=8, bn_axis_name=axis), heads=MultitaskHeads(hidden=(8,))),
+                        images)
     out = {}
     for name, (model, xs) in models.items():
         variables = jax.jit(model.init)(jax.random.key(0), xs[0])
@@ -48,32 +56,52 @@ SCRIPT = textwrap.dedent(
                 jax.block_until_ready(m)
                 losses.append(float(m["loss"]))
             probs = np.asarray(evaluate(state, dp.put_batch(batch))["prob"]).reshape(B, -1)
-            params = [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(state.params)]
-            out[f"{name}/{mode}/{nd}"] = {"losses": losses, "probs": probs.tolist(), "params": params}
+            flat = lambda tree: [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(tree)]
+            out[f"{name}/{mode}/{nd}"] = {"losses": losses, "probs": probs.tolist(), "params": flat(state.params),
+                                          "batch_stats": flat(state.batch_stats)}
     json.dump(out, open(sys.argv[1], "w"))
     """
 )
 
 
-def test_pmap_and_shard_map_match_one_device(tmp_path):
-    script = tmp_path / "parallel.py"
-    script.write_text(SCRIPT)
+def _run_on_four_devices(tmp_path, script_text: str, *args: str) -> dict:
+    script = tmp_path / "script.py"
+    script.write_text(script_text)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.json")], env=env,
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out.json"), *args], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
-    import numpy as np
+    return json.loads((tmp_path / "out.json").read_text())
 
-    for name in ("heads", "end_to_end"):
+
+def _max_difference(a: dict, b: dict, key: str) -> float:
+    if key == "losses" or key == "probs":
+        return float(np.max(np.abs(np.asarray(a[key]) - np.asarray(b[key]))))
+    return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a[key], b[key])), default=0.0)
+
+
+def test_pmap_and_shard_map_match_one_device(tmp_path):
+    out = _run_on_four_devices(tmp_path, SCRIPT)
+    keys = ("losses", "probs", "params", "batch_stats")
+    for name in ("heads", "end_to_end", "bn_sync"):
         ref = out[f"{name}/pmap/1"]
         assert len(set(ref["losses"])) > 1  # the model actually trains
         for mode in ("pmap", "shard_map"):
             got = out[f"{name}/{mode}/4"]
-            np.testing.assert_allclose(got["losses"], ref["losses"], atol=1e-5, rtol=0, err_msg=f"{name} {mode}")
-            np.testing.assert_allclose(got["probs"], ref["probs"], atol=1e-5, err_msg=f"{name} {mode}")
-            for a, b in zip(got["params"], ref["params"]):
-                np.testing.assert_allclose(a, b, atol=1e-5, err_msg=f"{name} {mode}")
+            for key in keys:
+                assert len(got[key]) == len(ref[key])
+                diff = _max_difference(got, ref, key)
+                print(f"{name} {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
+                assert diff <= 1e-5, f"{name} {mode} {key}: {diff}"
+    assert out["bn_sync/pmap/1"]["batch_stats"] and out["bn_per_device/pmap/1"]["batch_stats"]
+    # The same model with per-device statistics leaves the 1-device trajectory: the
+    # switch is what makes the equality above hold.
+    for mode in ("pmap", "shard_map"):
+        got, ref = out[f"bn_per_device/{mode}/4"], out["bn_per_device/pmap/1"]
+        for key in keys:
+            diff = _max_difference(got, ref, key)
+            print(f"bn_per_device {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
+            assert diff > 1e-3, f"bn_per_device {mode} {key}: {diff}"
 
 
 RESUME_SCRIPT = textwrap.dedent(
@@ -124,3 +152,57 @@ def test_a_run_saved_on_one_device_resumes_on_four(tmp_path):
 
     for a, b in zip(out["run"], out["reference"]):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+INCEPTION_BN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from drugjax.models.inception import BatchNorm
+    from drugjax.training.steps import AXIS
+
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(8, 3, 3, 5)) * 2 + 1).astype(np.float32)  # batch 8 = 4 devices x 2
+    w = rng.normal(size=x.shape).astype(np.float32)  # a loss sum(y * w) to differentiate
+    variables = {"params": {"scale": rng.uniform(0.5, 2, 5).astype(np.float32), "bias": rng.normal(size=5).astype(np.float32)},
+                 "batch_stats": {"mean": rng.normal(size=5).astype(np.float32), "var": rng.uniform(0.5, 2, 5).astype(np.float32)}}
+
+    def run(bn, v, x, w):
+        y, updated = bn.apply(v, x, mutable=["batch_stats"])
+        dx = jax.grad(lambda x_: jnp.sum(bn.apply(v, x_, mutable=["batch_stats"])[0] * w))(x)
+        return {"y": y, "dx": dx, "stats": updated["batch_stats"]}
+
+    single = run(BatchNorm(use_running_average=False), variables, x, w)
+    out = {"single": jax.tree.map(lambda a: np.asarray(a).tolist(), single)}
+    for name, axis in (("synced", AXIS), ("per_device", None)):
+        bn = BatchNorm(use_running_average=False, axis_name=axis)
+        got = jax.pmap(lambda v, x, w: run(bn, v, x, w), axis_name=AXIS, in_axes=(None, 0, 0))(
+            variables, x.reshape(4, 2, 3, 3, 5), w.reshape(4, 2, 3, 3, 5))
+        got = {"y": np.asarray(got["y"]).reshape(x.shape), "dx": np.asarray(got["dx"]).reshape(x.shape),
+               "stats": got["stats"]}  # stats: one copy per device, (4, 5) each
+        out[name] = jax.tree.map(lambda a: np.asarray(a).tolist(), got)
+    json.dump(out, open(sys.argv[1], "w"))
+    """
+)
+
+
+def test_inception_batch_norm_synced_over_devices_equals_one_batch(tmp_path):
+    """torch-exact BatchNorm with axis_name: 4 devices x 2 examples compute the outputs,
+    input gradients and running statistics (unbiased with the global count) of one
+    device with all 8."""
+    out = _run_on_four_devices(tmp_path, INCEPTION_BN_SCRIPT)
+    single, synced, per_device = out["single"], out["synced"], out["per_device"]
+    for key in ("y", "dx"):
+        diff = float(np.max(np.abs(np.asarray(synced[key]) - np.asarray(single[key]))))
+        print(f"inception BatchNorm synced {key}: max |4 devices - 1 device| = {diff:.2e}")
+        assert diff <= 1e-5, (key, diff)
+        assert np.max(np.abs(np.asarray(per_device[key]) - np.asarray(single[key]))) > 1e-2, key
+    for stat in ("mean", "var"):
+        on_devices = np.asarray(synced["stats"][stat])
+        assert on_devices.shape == (4, 5)
+        diff = float(np.max(np.abs(on_devices - np.asarray(single["stats"][stat])[None])))
+        print(f"inception BatchNorm synced running {stat}: max |4 devices - 1 device| = {diff:.2e}")
+        assert diff <= 1e-6, (stat, diff)
+    # Per-device statistics give each device other running statistics.
+    assert np.ptp(np.asarray(per_device["stats"]["var"]), axis=0).max() > 1e-2

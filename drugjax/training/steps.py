@@ -15,9 +15,16 @@ explicit ``pmean`` gives the gradient of the global mean loss under both wrapper
 (checked against one device in tests/test_train_parallel.py).
 
 BatchNorm in training mode normalises with each device's own batch statistics (as in
-Flax's ImageNet example); the running averages are then averaged across devices. So a
-model whose BatchNorm is in training mode matches a single device only up to that
-per-device normalisation; everything else is exact up to float reassociation.
+Flax's ImageNet example) unless the model synchronises them (``bn_axis_name=AXIS`` on
+``InceptionV1``/``TinyBackbone``, config ``parallel.sync_batch_norm``): then its layers
+average the batch mean and variance over ``AXIS`` with ``lax.pmean`` inside this step,
+and D devices compute what one device computes with the whole batch. Either way the
+updated running averages are averaged across devices below (a no-op up to rounding when
+synchronised: every device already holds the same ones). The gradient needs no special
+care: the transpose of the model's ``pmean`` carries each device's share of the
+cross-device terms back to the device that produced the input, under pmap and under
+shard_map with the parameters cast to varying (tests/test_train_parallel.py checks both
+against one device).
 """
 
 from __future__ import annotations
