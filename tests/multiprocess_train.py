@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 
 def main() -> None:
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--process-id", type=int, default=0)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoint-dir", default=None, help="resume from / save to orbax checkpoints here")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="save a checkpoint after this step, write OUT.saved, then wait to be killed")
     args = ap.parse_args()
 
     import jax
@@ -52,6 +56,7 @@ def main() -> None:
 
     from drugjax.data import pipeline
     from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone
+    from drugjax.training.checkpoint import Checkpoints
     from drugjax.training.config import OptimConfig
     from drugjax.training.optim import make_optimizer
     from drugjax.training.state import TrainState
@@ -68,23 +73,44 @@ def main() -> None:
     variables = jax.jit(lambda k, x: model.init(k, x, train=False))(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     tx = make_optimizer(OptimConfig(warmup_steps=1), variables["params"], total_steps=args.steps)
     parallel = DataParallel("pmap")  # all devices of all processes
-    state = parallel.put_state(TrainState.create(apply_fn=model.apply, variables=variables, tx=tx,
-                                                 rng=jax.random.PRNGKey(1)))
+    state = TrainState.create(apply_fn=model.apply, variables=variables, tx=tx, rng=jax.random.PRNGKey(1))
+    start = 0
+    ckpts = None
+    if args.checkpoint_dir:
+        # As drugjax.training.loop does it. Every host's data position is the same global
+        # batch number (each reads its rows of it), so one saved position serves all.
+        ckpts = Checkpoints(args.checkpoint_dir, best_metric="loss")
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype), state.to_tree())
+        restored = ckpts.restore_latest(abstract)
+        if restored is not None:
+            start, tree, meta, _ = restored
+            state = state.from_tree(tree)
+            loader.set_state(meta["data_state"])
+    state = parallel.put_state(state)
     train, _ = make_steps(parallel, relation_weight=0.5)
     losses, indices = [], []
-    for _ in range(args.steps):
+    for step in range(start + 1, args.steps + 1):
         batch = next(loader)
         state, metrics = train(state, parallel.put_batch({"x": batch["image"], "kind": batch["kind"],
                                                           "valid": batch["valid"]}))
         jax.block_until_ready(metrics)  # one step in flight: forced devices on few cores
         losses.append(float(metrics["loss"]))
         indices.append(batch["index"].reshape(-1).tolist())
+        if step == args.stop_after:
+            ckpts.save(step, state.to_tree(), data_state=loader.get_state(), config={})
+            ckpts.wait()
+            with open(args.out + ".saved", "w") as f:
+                f.write(str(step))
+            while True:  # killed here, as a preempted job would be
+                time.sleep(1)
     flat = lambda tree: [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(jax.device_get(tree))]  # noqa: E731
     out = {"process_index": jax.process_index(), "process_count": jax.process_count(),
-           "local_devices": jax.local_device_count(), "losses": losses, "indices": indices,
+           "local_devices": jax.local_device_count(), "start": start, "losses": losses, "indices": indices,
            "params": flat(state.params), "batch_stats": flat(state.batch_stats)}
     with open(args.out, "w") as f:
         json.dump(out, f)
+    if ckpts is not None:
+        ckpts.close()
     if args.num_processes > 1:
         jax.distributed.shutdown()
 

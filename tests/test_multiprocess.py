@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "multiprocess_train.py"
@@ -35,53 +37,100 @@ def _env(devices: int) -> dict:
                 PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
 
 
-def _run_together(commands: list[list[str]], env: dict, logs: list[Path]) -> None:
-    """Start every command, wait for all; on a failure or the timeout, kill the others."""
-    procs = []
-    try:
-        for cmd, log in zip(commands, logs):
-            procs.append(subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + TIMEOUT_S
-        # A process that fails leaves the others waiting in a collective: watch them all
-        # and stop at the first failure.
-        while any(p.poll() is None for p in procs):
-            for p, log in zip(procs, logs):
-                rc = p.poll()
-                assert rc in (None, 0), f"{' '.join(p.args)} exited with {rc}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"still running after {TIMEOUT_S} s; logs in {logs[0].parent}"
-            time.sleep(0.2)
-        for p, log in zip(procs, logs):
-            assert p.returncode == 0, f"{' '.join(p.args)} exited with {p.returncode}:\n{log.read_text()[-3000:]}"
-    finally:
-        for p in procs:
+class _Processes:
+    """Commands running side by side, each logging to a file; the ones still running when
+    the block ends (finished, failed or timed out) are killed by their ids."""
+
+    def __init__(self, commands: list[list[str]], env: dict, logs: list[Path]):
+        self.logs = logs
+        self.procs = [subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                      for cmd, log in zip(commands, logs)]
+
+    def __enter__(self) -> "_Processes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
 
+    def wait_until(self, done) -> None:
+        """Poll until ``done()``; fail at once when a process fails (the others would wait
+        in a collective for it) or after TIMEOUT_S."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while not done():
+            for p, log in zip(self.procs, self.logs):
+                rc = p.poll()
+                assert rc in (None, 0), f"{' '.join(p.args)} exited with {rc}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not done after {TIMEOUT_S} s; logs in {self.logs[0].parent}"
+            time.sleep(0.2)
 
-def test_two_processes_train_like_one_process_with_all_devices(tmp_path):
-    _run_together([[sys.executable, str(SCRIPT), "--out", str(tmp_path / "one.json")]], _env(4),
-                  [tmp_path / "one.log"])
+    def wait_all(self) -> None:
+        self.wait_until(lambda: all(p.poll() is not None for p in self.procs))
+        for p, log in zip(self.procs, self.logs):
+            assert p.returncode == 0, f"{' '.join(p.args)} exited with {p.returncode}:\n{log.read_text()[-3000:]}"
+
+
+def _two_processes(tmp_path: Path, name: str, *extra: str) -> _Processes:
     coordinator = f"127.0.0.1:{_free_port()}"
-    _run_together(
+    return _Processes(
         [[sys.executable, str(SCRIPT), "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i),
-          "--out", str(tmp_path / f"p{i}.json")] for i in range(2)],
-        _env(2), [tmp_path / f"p{i}.log" for i in range(2)],
+          "--out", str(tmp_path / f"{name}{i}.json"), *extra] for i in range(2)],
+        _env(2), [tmp_path / f"{name}{i}.log" for i in range(2)],
     )
-    one = json.loads((tmp_path / "one.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> dict:
+    """The reference: one process with four devices."""
+    tmp = tmp_path_factory.mktemp("one_process")
+    with _Processes([[sys.executable, str(SCRIPT), "--out", str(tmp / "one.json")]], _env(4), [tmp / "one.log"]) as p:
+        p.wait_all()
+    return json.loads((tmp / "one.json").read_text())
+
+
+def _assert_close(got: dict, want: dict, first_step: int, what: str) -> None:
+    diff = float(np.max(np.abs(np.asarray(got["losses"]) - np.asarray(want["losses"][first_step:]))))
+    print(f"{what} losses: max |2 processes - 1 process| = {diff:.2e}")
+    assert diff <= 1e-5
+    for key in ("params", "batch_stats"):
+        assert len(got[key]) == len(want[key]) > 0
+        diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got[key], want[key]))
+        print(f"{what} {key}: max |2 processes - 1 process| = {diff:.2e}")
+        assert diff <= 1e-5
+
+
+def test_two_processes_train_like_one_process_with_all_devices(tmp_path, one_process):
+    with _two_processes(tmp_path, "p") as procs:
+        procs.wait_all()
     hosts = [json.loads((tmp_path / f"p{i}.json").read_text()) for i in range(2)]
     assert [(h["process_index"], h["process_count"], h["local_devices"]) for h in hosts] == [(0, 2, 2), (1, 2, 2)]
-    assert len(set(one["losses"])) > 1  # it trains
+    assert len(set(one_process["losses"])) > 1  # it trains
     # Each host read its own half of every global batch, in process order.
-    for step, want in enumerate(one["indices"]):
+    for step, want in enumerate(one_process["indices"]):
         assert hosts[0]["indices"][step] + hosts[1]["indices"][step] == want
         assert len(hosts[0]["indices"][step]) == len(want) // 2
     for h in hosts:
-        diff = float(np.max(np.abs(np.asarray(h["losses"]) - np.asarray(one["losses"]))))
-        print(f"process {h['process_index']} losses: max |2 processes - 1 process| = {diff:.2e}")
-        assert diff <= 1e-5
-        for key in ("params", "batch_stats"):
-            assert len(h[key]) == len(one[key]) > 0
-            diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(h[key], one[key]))
-            print(f"process {h['process_index']} {key}: max |2 processes - 1 process| = {diff:.2e}")
-            assert diff <= 1e-5
+        _assert_close(h, one_process, 0, f"process {h['process_index']}")
+
+
+def test_two_processes_killed_after_a_checkpoint_resume_where_they_stopped(tmp_path, one_process):
+    """Both processes save a checkpoint after step 2 and are killed (SIGKILL) while still
+    running; started again, they restore it and finish like the uninterrupted run."""
+    ckpt = ["--checkpoint-dir", str(tmp_path / "checkpoints")]
+    with _two_processes(tmp_path, "stopped", *ckpt, "--stop-after", "2") as procs:
+        procs.wait_until(lambda: all((tmp_path / f"stopped{i}.json.saved").exists() for i in range(2)))
+        procs.kill()
+        assert all(p.returncode == -signal.SIGKILL for p in procs.procs)
+    with _two_processes(tmp_path, "resumed", *ckpt) as procs:
+        procs.wait_all()
+    for i in range(2):
+        h = json.loads((tmp_path / f"resumed{i}.json").read_text())
+        assert h["start"] == 2 and len(h["losses"]) == 2
+        # the data position was restored too: this host's rows of global batches 3 and 4
+        assert h["indices"] == [rows[4 * i : 4 * (i + 1)] for rows in one_process["indices"][2:]]
+        _assert_close(h, one_process, 2, f"resumed process {i}")
