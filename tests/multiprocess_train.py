@@ -15,7 +15,9 @@ Each process reads its own rows of every global batch with
 step of drugjax.training.steps, whose gradients and BatchNorm statistics are averaged
 over all devices of all processes (gloo collectives on CPU). The model is the tiny
 end-to-end one with synchronised BatchNorm in training mode and dropout on, so every
-cross-device path of the step is exercised. Writes JSON: the loss per step, this
+cross-device path of the step is exercised. (The dropout here is flax's, keyed per device
+by ``lax.axis_index``: a multi-host pmap numbers the devices process by process, as
+``jax.devices()`` lists them, so 2 x 2 devices get the keys of 1 x 4.) Writes JSON: the loss per step, this
 process's batch indices, the final parameters and batch statistics.
 """
 

@@ -1,5 +1,6 @@
 """pmap and jit(shard_map) on 4 forced CPU devices follow the 1-device loss trajectory,
-with BatchNorm in training mode too when it is synchronised (``bn_axis_name``).
+with BatchNorm in training mode too when it is synchronised (``bn_axis_name``), and
+dropout on when its masks are drawn for the global batch (``dropout_axis_name``).
 
 Runs in a subprocess because the number of host devices is fixed when JAX starts. Every
 step is blocked on: with 4 forced devices on a 2-core machine, collectives of many
@@ -29,17 +30,22 @@ SCRIPT = textwrap.dedent(
     STEPS, B = 4, 8
     kinds = rng.integers(0, 6, (STEPS, B)).astype(np.int32)
     models = {
-        # the paper's heads on features (dropout off: per-device dropout keys differ)
-        "heads": (MultitaskHeads(hidden=(16, 16)), rng.normal(size=(STEPS, B, 32)).astype(np.float32)),
+        # the paper's heads on features, dropout drawn for the global batch
+        "heads": (MultitaskHeads(hidden=(16, 16), dropout_rate=0.25, dropout_axis_name=AXIS),
+                  rng.normal(size=(STEPS, B, 32)).astype(np.float32)),
         # end to end with BatchNorm frozen (running statistics while training)
         "end_to_end": (EndToEnd(backbone=TinyBackbone(features=8), heads=MultitaskHeads(hidden=(8,)), train_bn=False),
                        rng.normal(size=(STEPS, B, 16, 16, 3)).astype(np.float32)),
     }
     images = rng.normal(size=(STEPS, B, 16, 16, 3)).astype(np.float32)
-    for name, axis in (("bn_sync", AXIS), ("bn_per_device", None)):
-        # BatchNorm in training mode, its statistics averaged over the devices or not
-        models[name] = (EndToEnd(backbone=TinyBackbone(features=8, bn_axis_name=axis), heads=MultitaskHeads(hidden=(8,))),
-                        images)
+    # BatchNorm in training mode with its statistics averaged over the devices, and
+    # dropout with the global batch's masks: the whole step as on one device.
+    models["bn_sync"] = (EndToEnd(backbone=TinyBackbone(features=8, bn_axis_name=AXIS),
+                                  heads=MultitaskHeads(hidden=(8,), dropout_rate=0.25, dropout_axis_name=AXIS)), images)
+    # Per-device BatchNorm statistics (dropout off) ...
+    models["bn_per_device"] = (EndToEnd(backbone=TinyBackbone(features=8), heads=MultitaskHeads(hidden=(8,))), images)
+    # ... and per-device dropout keys: each leaves the one-device trajectory.
+    models["dropout_per_device"] = (MultitaskHeads(hidden=(16, 16), dropout_rate=0.25), models["heads"][1])
     out = {}
     for name, (model, xs) in models.items():
         variables = jax.jit(model.init)(jax.random.key(0), xs[0])
@@ -94,14 +100,15 @@ def test_pmap_and_shard_map_match_one_device(tmp_path):
                 print(f"{name} {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
                 assert diff <= 1e-5, f"{name} {mode} {key}: {diff}"
     assert out["bn_sync/pmap/1"]["batch_stats"] and out["bn_per_device/pmap/1"]["batch_stats"]
-    # The same model with per-device statistics leaves the 1-device trajectory: the
-    # switch is what makes the equality above hold.
-    for mode in ("pmap", "shard_map"):
-        got, ref = out[f"bn_per_device/{mode}/4"], out["bn_per_device/pmap/1"]
-        for key in keys:
-            diff = _max_difference(got, ref, key)
-            print(f"bn_per_device {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
-            assert diff > 1e-3, f"bn_per_device {mode} {key}: {diff}"
+    # Per-device BatchNorm statistics, or per-device dropout keys, leave the 1-device
+    # trajectory: the switches are what make the equality above hold.
+    for name, differing in (("bn_per_device", keys), ("dropout_per_device", ("losses", "probs", "params"))):
+        for mode in ("pmap", "shard_map"):
+            got, ref = out[f"{name}/{mode}/4"], out[f"{name}/pmap/1"]
+            for key in differing:
+                diff = _max_difference(got, ref, key)
+                print(f"{name} {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
+                assert diff > 1e-3, f"{name} {mode} {key}: {diff}"
 
 
 RESUME_SCRIPT = textwrap.dedent(

@@ -42,6 +42,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from drugjax.losses import masked_bce_terms
+from drugjax.models.heads import GLOBAL_DROPOUT_RNG
 from drugjax.tasks import TASKS, encode_labels
 from drugjax.training.state import TrainState
 
@@ -74,7 +75,10 @@ def train_step(
     valid = batch.get("valid", jnp.ones(kind.shape, bool))
     n = x.shape[0]
     targets, weights = _targets(kind, valid, relation_weight, task_index)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), lax.axis_index(axis_name))
+    step_key = jax.random.fold_in(state.rng, state.step)
+    # flax Dropout gets a key per device; GlobalBatchDropout the step's key, the same on
+    # every device, from which it draws the global batch's mask.
+    rngs = {"dropout": jax.random.fold_in(step_key, lax.axis_index(axis_name)), GLOBAL_DROPOUT_RNG: step_key}
     has_bn = bool(jax.tree.leaves(state.batch_stats))
     # See the module docstring: differentiate the local loss w.r.t. device-varying
     # parameters, then average explicitly.
@@ -85,11 +89,11 @@ def train_step(
         if has_bn:
             variables["batch_stats"] = state.batch_stats
             logits, updated = state.apply_fn(
-                variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key}
+                variables, x, train=True, mutable=["batch_stats"], rngs=rngs
             )
             new_bs = updated.get("batch_stats", state.batch_stats)
         else:
-            logits = state.apply_fn(variables, x, train=True, rngs={"dropout": dropout_key})
+            logits = state.apply_fn(variables, x, train=True, rngs=rngs)
             new_bs = state.batch_stats
         terms = masked_bce_terms(logits, targets, weights)
         return jnp.sum(terms) / n, (jnp.sum(terms, axis=0) / n, new_bs)
