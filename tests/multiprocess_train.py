@@ -89,12 +89,12 @@ def main() -> None:
             state = state.from_tree(tree)
             loader.set_state(meta["data_state"])
     state = parallel.put_state(state)
-    train, _ = make_steps(parallel, relation_weight=0.5)
+    train, evaluate = make_steps(parallel, relation_weight=0.5)
     losses, indices = [], []
     for step in range(start + 1, args.steps + 1):
         batch = next(loader)
-        state, metrics = train(state, parallel.put_batch({"x": batch["image"], "kind": batch["kind"],
-                                                          "valid": batch["valid"]}))
+        inputs = parallel.put_batch({"x": batch["image"], "kind": batch["kind"], "valid": batch["valid"]})
+        state, metrics = train(state, inputs)
         jax.block_until_ready(metrics)  # one step in flight: forced devices on few cores
         losses.append(float(metrics["loss"]))
         indices.append(batch["index"].reshape(-1).tolist())
@@ -105,9 +105,12 @@ def main() -> None:
                 f.write(str(step))
             while True:  # killed here, as a preempted job would be
                 time.sleep(1)
+    # The eval step on this process's rows of the last batch, read back as the loop does.
+    probs = jax.device_get(evaluate(state, inputs)["prob"])
     flat = lambda tree: [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(jax.device_get(tree))]  # noqa: E731
     out = {"process_index": jax.process_index(), "process_count": jax.process_count(),
            "local_devices": jax.local_device_count(), "start": start, "losses": losses, "indices": indices,
+           "last_batch_probs": np.asarray(probs).reshape(-1, np.shape(probs)[-1]).tolist(),
            "params": flat(state.params), "batch_stats": flat(state.batch_stats)}
     with open(args.out, "w") as f:
         json.dump(out, f)

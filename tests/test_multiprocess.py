@@ -97,6 +97,11 @@ def _assert_close(got: dict, want: dict, first_step: int, what: str) -> None:
     diff = float(np.max(np.abs(np.asarray(got["losses"]) - np.asarray(want["losses"][first_step:]))))
     print(f"{what} losses: max |2 processes - 1 process| = {diff:.2e}")
     assert diff <= 1e-5
+    # this process's rows of the last batch, evaluated with the final state
+    rows = slice(got["process_index"] * 4, (got["process_index"] + 1) * 4)
+    diff = float(np.max(np.abs(np.asarray(got["last_batch_probs"]) - np.asarray(want["last_batch_probs"])[rows])))
+    print(f"{what} eval probabilities: max |2 processes - 1 process| = {diff:.2e}")
+    assert diff <= 1e-5
     for key in ("params", "batch_stats"):
         assert len(got[key]) == len(want[key]) > 0
         diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got[key], want[key]))
