@@ -144,6 +144,14 @@ class DataParallel:
 
     Batches come in as numpy arrays of shape ``(D, B, ...)`` (D = number of devices);
     the state goes in and comes out unreplicated (one logical copy).
+
+    Several hosts (``pmap`` over all devices, ``devices=None``): each process passes only
+    its local devices' ``(D_local, B, ...)`` rows of the global batch (pmap's multi-host
+    convention, so ``put_batch`` leaves them as they are); pmap numbers the devices
+    process by process, so process 0's rows come first, as in the loaders' host split
+    (``drugjax.data.pipeline.host_rows``). The state comes back as arrays replicated over
+    each host's own devices (``Checkpoints.save`` makes them global for orbax). Checked
+    with two processes against one (tests/test_multiprocess.py).
     """
 
     MODES = ("pmap", "shard_map")
