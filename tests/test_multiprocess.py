@@ -3,8 +3,10 @@
 Two processes with two forced CPU devices each run tests/multiprocess_train.py, every
 process feeding its own rows of each global batch to the pmap-wrapped step; one process
 with four devices runs the same steps. Losses, parameters and BatchNorm statistics must
-agree, and the two processes' rows must make up the one-process batches. The processes
-are bounded by a timeout and killed (by their own ids) when anything fails.
+agree, and the two processes' rows must make up the one-process batches; killed after a
+checkpoint and restarted, they resume. tests/multiprocess_loop.py runs the train.py loop
+itself (``parallel.distributed=true``) on two processes, killed and resumed (slow). The
+processes are bounded by a timeout and killed (by their own ids) when anything fails.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "multiprocess_train.py"
+LOOP_SCRIPT = HERE / "multiprocess_loop.py"
 TIMEOUT_S = 300
 
 
@@ -139,3 +142,34 @@ def test_two_processes_killed_after_a_checkpoint_resume_where_they_stopped(tmp_p
         # the data position was restored too: this host's rows of global batches 3 and 4
         assert h["indices"] == [rows[4 * i : 4 * (i + 1)] for rows in one_process["indices"][2:]]
         _assert_close(h, one_process, 2, f"resumed process {i}")
+
+
+@pytest.mark.slow  # three two-process runs of the loop: 1.5 minutes here
+def test_train_loop_on_two_processes_resumes_after_both_are_killed(tmp_path):
+    """train_and_evaluate with parallel.distributed=true on two processes: killed (SIGKILL)
+    after its step-3 checkpoint and started again, it resumes there (each host's data
+    position included) and ends with the parameters of an uninterrupted two-process run."""
+
+    def loop(root: Path, name: str, *extra: str) -> _Processes:
+        coordinator = f"127.0.0.1:{_free_port()}"
+        return _Processes(
+            [[sys.executable, str(LOOP_SCRIPT), "--coordinator", coordinator, "--process-id", str(i),
+              "--root", str(root), "--out", str(tmp_path / f"{name}{i}.json"), *extra] for i in range(2)],
+            _env(2), [tmp_path / f"{name}{i}.log" for i in range(2)],
+        )
+
+    with loop(tmp_path / "uninterrupted", "whole") as procs:
+        procs.wait_all()
+    with loop(tmp_path / "interrupted", "stopped", "--hang-after-checkpoint", "3") as procs:
+        procs.wait_until(lambda: all((tmp_path / f"stopped{i}.json.saved").exists() for i in range(2)))
+        procs.kill()
+    with loop(tmp_path / "interrupted", "resumed") as procs:
+        procs.wait_all()
+    whole = [json.loads((tmp_path / f"whole{i}.json").read_text()) for i in range(2)]
+    resumed = [json.loads((tmp_path / f"resumed{i}.json").read_text()) for i in range(2)]
+    assert [r["restored"] for r in whole] == [[None], [None]]
+    assert [r["restored"] for r in resumed] == [[3], [3]]
+    assert [r["step"] for r in whole + resumed] == [6] * 4
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(resumed[0]["params"], whole[0]["params"]))
+    print(f"train loop on 2 processes, killed and resumed: max |params - uninterrupted| = {diff:.2e}")
+    assert diff <= 1e-6
