@@ -46,14 +46,17 @@ class _Processes:
 
     def __init__(self, commands: list[list[str]], env: dict, logs: list[Path]):
         self.logs = logs
-        self.procs = [subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-                      for cmd, log in zip(commands, logs)]
+        self._files = [log.open("w") for log in logs]
+        self.procs = [subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+                      for cmd, f in zip(commands, self._files)]
 
     def __enter__(self) -> "_Processes":
         return self
 
     def __exit__(self, *exc) -> None:
         self.kill()
+        for f in self._files:
+            f.close()
 
     def kill(self) -> None:
         for p in self.procs:
