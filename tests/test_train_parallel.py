@@ -47,7 +47,8 @@ SCRIPT = textwrap.dedent(
     # ... and per-device dropout keys: each leaves the one-device trajectory.
     models["dropout_per_device"] = (MultitaskHeads(hidden=(16, 16), dropout_rate=0.25), models["heads"][1])
     out = {}
-    for name, (model, xs) in models.items():
+    for name in sys.argv[2].split(","):  # the models to run
+        model, xs = models[name]
         variables = jax.jit(model.init)(jax.random.key(0), xs[0])
         tx = make_optimizer(OptimConfig(warmup_steps=1), variables["params"], total_steps=STEPS)
         for mode, nd in (("pmap", 1), ("pmap", 4), ("shard_map", 4)):
@@ -86,23 +87,39 @@ def _max_difference(a: dict, b: dict, key: str) -> float:
     return max((float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a[key], b[key])), default=0.0)
 
 
+KEYS = ("losses", "probs", "params", "batch_stats")
+
+
+def _assert_match_one_device(out: dict, name: str) -> None:
+    ref = out[f"{name}/pmap/1"]
+    assert len(set(ref["losses"])) > 1  # the model actually trains
+    for mode in ("pmap", "shard_map"):
+        got = out[f"{name}/{mode}/4"]
+        for key in KEYS:
+            assert len(got[key]) == len(ref[key])
+            diff = _max_difference(got, ref, key)
+            print(f"{name} {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
+            assert diff <= 1e-5, f"{name} {mode} {key}: {diff}"
+
+
 def test_pmap_and_shard_map_match_one_device(tmp_path):
-    out = _run_on_four_devices(tmp_path, SCRIPT)
-    keys = ("losses", "probs", "params", "batch_stats")
-    for name in ("heads", "end_to_end", "bn_sync"):
-        ref = out[f"{name}/pmap/1"]
-        assert len(set(ref["losses"])) > 1  # the model actually trains
-        for mode in ("pmap", "shard_map"):
-            got = out[f"{name}/{mode}/4"]
-            for key in keys:
-                assert len(got[key]) == len(ref[key])
-                diff = _max_difference(got, ref, key)
-                print(f"{name} {mode} {key}: max |4 devices - 1 device| = {diff:.2e}")
-                assert diff <= 1e-5, f"{name} {mode} {key}: {diff}"
+    """The heads with dropout (masks of the global batch), and end to end with BatchNorm
+    frozen."""
+    out = _run_on_four_devices(tmp_path, SCRIPT, "heads,end_to_end")
+    for name in ("heads", "end_to_end"):
+        _assert_match_one_device(out, name)
+
+
+def test_synced_batch_norm_matches_one_device_and_per_device_statistics_do_not(tmp_path):
+    """End to end with BatchNorm in training mode and dropout on: synchronised statistics
+    (bn_axis_name) and global dropout masks give the one-device step; per-device
+    statistics, or per-device dropout keys, do not."""
+    out = _run_on_four_devices(tmp_path, SCRIPT, "bn_sync,bn_per_device,dropout_per_device")
+    _assert_match_one_device(out, "bn_sync")
     assert out["bn_sync/pmap/1"]["batch_stats"] and out["bn_per_device/pmap/1"]["batch_stats"]
     # Per-device BatchNorm statistics, or per-device dropout keys, leave the 1-device
     # trajectory: the switches are what make the equality above hold.
-    for name, differing in (("bn_per_device", keys), ("dropout_per_device", ("losses", "probs", "params"))):
+    for name, differing in (("bn_per_device", KEYS), ("dropout_per_device", ("losses", "probs", "params"))):
         for mode in ("pmap", "shard_map"):
             got, ref = out[f"{name}/{mode}/4"], out[f"{name}/pmap/1"]
             for key in differing:
