@@ -92,3 +92,26 @@ def test_backbone_has_its_own_learning_rate():
     up, _ = jax.jit(tx.update)(ones, tx.init(v["params"]), v["params"])
     np.testing.assert_allclose(jax.tree.leaves(up["heads"])[0], -1.0)
     np.testing.assert_allclose(jax.tree.leaves(up["backbone"])[0], -0.1, rtol=1e-6)
+
+
+def test_global_batch_dropout_slices_the_global_mask():
+    """4 'devices' (vmap over an axis) with 3 rows each drop exactly what flax's Dropout
+    drops on the 12 rows with the same key; and it does drop."""
+    import flax.linen as nn
+
+    from drugjax.models.heads import GLOBAL_DROPOUT_RNG, GlobalBatchDropout
+
+    x = jnp.arange(1, 12 * 5 + 1, dtype=jnp.float32).reshape(12, 5)
+    key = jax.random.key(3)
+    # make_rng derives the same key from the same stream and module path in both
+    one = nn.Dropout(0.4, rng_collection=GLOBAL_DROPOUT_RNG).apply({}, x, deterministic=False,
+                                                                    rngs={GLOBAL_DROPOUT_RNG: key})
+    sliced = jax.vmap(
+        lambda xs: GlobalBatchDropout(0.4, "data").apply({}, xs, deterministic=False, rngs={GLOBAL_DROPOUT_RNG: key}),
+        axis_name="data",
+    )(x.reshape(4, 3, 5))
+    np.testing.assert_array_equal(np.asarray(sliced).reshape(12, 5), np.asarray(one))
+    dropped = np.asarray(sliced) == 0
+    assert 0.2 < dropped.mean() < 0.6
+    np.testing.assert_allclose(np.asarray(sliced)[~dropped], np.asarray(x).reshape(4, 3, 5)[~dropped] / 0.6, rtol=1e-6)
+    assert np.array_equal(GlobalBatchDropout(0.4, "data").apply({}, x, deterministic=True), x)

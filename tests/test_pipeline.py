@@ -147,6 +147,47 @@ def test_resume_on_another_device_layout_gives_the_same_elements():
     assert _equal(next(resumed), reference[3])
 
 
+class _CountingSource(list):
+    """A list source that records which records were read (to see what a host decodes)."""
+
+    def __init__(self, records):
+        super().__init__(records)
+        self.read = []
+
+    def __getitem__(self, i):
+        self.read.append(i)
+        return super().__getitem__(i)
+
+
+def test_two_hosts_read_their_rows_of_the_one_host_batches():
+    """Each of 2 hosts gets its half of every global batch; concatenated in process order
+    they are the 1-host batches (augmentation included), and a host reads only its rows."""
+    kwargs = dict(image_size=8, per_device_batch=3, seed=3, mixture={"posts": 1, "web": 1}, threads=0)
+    steps = 5  # 5 * 12 = 60 elements: several epochs of both sources
+    one = P.train_loader(_sources(), num_devices=4, **kwargs)
+    reference = _take(one, steps)
+    hosts = []
+    for p in range(2):
+        sources = {name: _CountingSource(records) for name, records in _sources().items()}
+        loader = P.train_loader(sources, num_devices=2, process_index=p, process_count=2, **kwargs)
+        assert loader.steps_per_epoch == one.steps_per_epoch
+        assert loader.get_state()["config"] == one.get_state()["config"]  # resumable across layouts
+        scanned = {name: len(src.read) for name, src in sources.items()}  # select() reads every record once
+        batches = _take(loader, steps)
+        read = sorted((name, i) for name, src in sources.items() for i in src.read[scanned[name]:])
+        hosts.append((batches, read))
+    for s, want in enumerate(reference):
+        for k in want:
+            got = np.concatenate([hosts[p][0][s][k] for p in range(2)])  # (2 + 2, 3, ...)
+            assert np.array_equal(got, want[k]), (s, k)
+    # Each host read (and decoded) the records of its own rows only: half the elements.
+    for batches, read in hosts:
+        assert len(read) == steps * 6
+        assert sorted(i for _, i in read) == sorted(int(i) for b in batches for i in b["index"].reshape(-1))
+    with pytest.raises(ValueError, match="process_index"):
+        P.train_loader(_sources(), num_devices=2, process_index=2, process_count=2, **kwargs)
+
+
 def test_resume_with_worker_processes_matches_in_process_batches():
     # Batches are a function of (seed, position) only, so a run may resume with other
     # workers; this also exercises the multiprocessing path (spawned workers).

@@ -27,6 +27,14 @@ gives the properties training relies on: the same seed gives the same batches wh
 the number of workers, epochs are reshuffled deterministically from seed and epoch, and
 the iterator state is just a position, so a restored state resumes on exactly the next
 batch.
+
+Several hosts (``process_count > 1``): every host builds the same global sequence (same
+seed) and reads only its own contiguous rows of each global batch — host ``p`` of ``P``
+takes rows ``[p * L, (p + 1) * L)`` of every global batch of ``P * L`` elements, ``L`` =
+``num_devices * per_device_batch`` its local devices' share. The rows are chosen before
+any image is decoded, so a host decodes only its own. The hosts' batches, concatenated in
+process order, are the one-process batch, which is the order in which a multi-host
+``pmap`` lays out devices (process 0's local devices first).
 """
 
 from __future__ import annotations
@@ -190,6 +198,42 @@ class _Collate:
         }
 
 
+class _HostRows(grain.MapDataset):
+    """This host's rows of every global batch: element ``j`` is element
+    ``(j // local) * global_batch + offset + j % local`` of the parent.
+
+    Placed after the per-element transform (whose random augmentation is keyed by the
+    parent's index, so an element is augmented alike whichever host reads it) and before
+    batching: the other hosts' elements are never read or decoded here.
+    """
+
+    def __init__(self, parent: grain.MapDataset, global_batch: int, local: int, offset: int):
+        super().__init__(parent)
+        self._global_batch, self._local, self._offset = global_batch, local, offset
+        self._length = len(parent) // global_batch * local
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        batch, row = divmod(index, self._local)
+        return self._parent[batch * self._global_batch + self._offset + row]
+
+
+def host_rows(global_batch: int, process_index: int, process_count: int) -> slice:
+    """Rows of a global batch that host ``process_index`` of ``process_count`` reads."""
+    if not (isinstance(process_count, (int, np.integer)) and process_count >= 1):
+        raise ValueError(f"process_count must be a positive integer, got {process_count!r}")
+    if not (isinstance(process_index, (int, np.integer)) and 0 <= process_index < process_count):
+        raise ValueError(f"process_index must be in [0, {process_count}), got {process_index!r}")
+    if global_batch % process_count:
+        raise ValueError(f"the global batch of {global_batch} does not split over {process_count} processes")
+    local = global_batch // process_count
+    return slice(process_index * local, (process_index + 1) * local)
+
+
 class _Tag:
     """Pairs each element of a selection with its source's name (for error messages)."""
 
@@ -325,6 +369,8 @@ def train_loader(
     augment: bool | aug.AugmentConfig = True,
     workers: int = 0,
     threads: int = 2,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> TrainLoader:
     """Infinite, deterministically shuffled training batches.
 
@@ -332,9 +378,10 @@ def train_loader(
       sources: name -> source (see the module docstring); the names in ``mixture`` (or
         the image sources ``posts`` and ``web`` that are present) are read.
       image_size: side S of the square images.
-      per_device_batch, num_devices: batch layout (devices, per_device_batch, ...).
+      per_device_batch, num_devices: batch layout (devices, per_device_batch, ...) of
+        this host's local devices.
       seed: shuffling and augmentation seed; each source's epochs are reshuffled from
-        (seed, epoch).
+        (seed, epoch). The same on every host.
       folds: folds to train on (e.g. ``[0, 1, 2, 3]``); None for all.
       mixture: name -> proportion of each batch drawn from that source (e.g.
         ``{"posts": 0.5, "web": 0.5}`` for multitask training); proportions need not sum
@@ -343,6 +390,10 @@ def train_loader(
         ``AugmentConfig`` to configure it, False for the evaluation crop.
       workers: worker processes (0: threads of this process only).
       threads: reader threads per process.
+      process_index, process_count: this host and the number of hosts
+        (``jax.process_index()``, ``jax.process_count()``); the global batch is
+        ``per_device_batch * num_devices * process_count`` and this host gets its rows
+        (see the module docstring).
 
     Returns:
       A :class:`TrainLoader`; its batches have ``valid`` all True and no padding.
@@ -373,9 +424,12 @@ def train_loader(
         part_weights.append(weight)
     ds = grain.MapDataset.mix(parts, part_weights) if len(parts) > 1 else parts[0]
     ds = ds.random_map(_TrainTransform(list(weights), image_size, augment), seed=_seed(seed, 2))
-    ds = ds.batch(
-        per_device_batch * num_devices, drop_remainder=True, batch_fn=_Collate(num_devices, per_device_batch, image_size)
-    )
+    local_batch = per_device_batch * num_devices
+    global_batch = local_batch * process_count
+    rows = host_rows(global_batch, process_index, process_count)
+    if process_count > 1:
+        ds = _HostRows(ds, global_batch, local_batch, rows.start)
+    ds = ds.batch(local_batch, drop_remainder=True, batch_fn=_Collate(num_devices, per_device_batch, image_size))
     config = {
         "sources": {n: int(len(sources[n])) for n in weights},
         "selected": {n: int(len(selected[n])) for n in weights},
@@ -384,13 +438,13 @@ def train_loader(
         "seed": int(seed),
         "image_size": int(image_size),
         # The global batch only: batch n holds the same elements whatever the device
-        # layout, so a run may resume on another number of devices.
-        "global_batch": int(per_device_batch * num_devices),
+        # and host layout, so a run may resume on another number of devices.
+        "global_batch": int(global_batch),
         "augment": None if augment is None else dataclasses.asdict(augment),
     }
     config = json.loads(json.dumps(config))  # tuples -> lists, as a restored state has them
     total = sum(len(selected[n]) for n in weights)
-    steps = max(1, total // (per_device_batch * num_devices))
+    steps = max(1, total // global_batch)
     return TrainLoader(ds, config, {n: len(selected[n]) for n in weights}, steps, workers, threads)
 
 

@@ -26,6 +26,38 @@ from drugjax.tasks import TASKS
 
 Dtype = Any
 
+#: The rng stream of :class:`GlobalBatchDropout`: one key for the whole global batch, the
+#: same on every device (``drugjax.training.steps.train_step`` provides it).
+GLOBAL_DROPOUT_RNG = "dropout_global"
+
+
+class GlobalBatchDropout(nn.Module):
+    """Dropout with the mask of the global batch: each device draws the mask for all
+    devices' rows from one shared key (the ``GLOBAL_DROPOUT_RNG`` stream) and keeps its
+    own rows, those at ``lax.axis_index(axis_name)``. D devices with N/D rows each thus
+    drop what one device with all N rows drops, which ``flax.linen.Dropout`` with a
+    per-device key cannot give. The price is drawing D times as many random bits, which
+    is nothing for the heads' (N, 256) activations.
+
+    Must run inside ``pmap``/``shard_map`` over ``axis_name`` (every device holding the
+    same number of rows) when not deterministic.
+    """
+
+    rate: float
+    axis_name: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0:
+            return x
+        keep_prob = 1.0 - self.rate
+        n = x.shape[0]
+        key = self.make_rng(GLOBAL_DROPOUT_RNG)
+        keep = jax.random.bernoulli(key, keep_prob, (n * jax.lax.axis_size(self.axis_name),) + x.shape[1:])
+        keep = jax.lax.dynamic_slice_in_dim(keep, jax.lax.axis_index(self.axis_name) * n, n)
+        # As flax.linen.Dropout computes it, so one device gives the same values.
+        return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
+
 
 class MultitaskHeads(nn.Module):
     """Shared trunk + one binary head per task, on ``(N, D)`` features.
@@ -33,6 +65,10 @@ class MultitaskHeads(nn.Module):
     Attributes:
       hidden: widths of the shared trunk's Dense + ReLU layers.
       dropout_rate: dropout after every trunk layer while training (0 disables it).
+      dropout_axis_name: the data axis (``drugjax.training.steps.AXIS``) to draw the
+        dropout masks for the global batch (:class:`GlobalBatchDropout`), so that any
+        number of devices trains like one; None draws each device's mask from its own
+        key (``flax.linen.Dropout``).
       tasks: the task names, one head each; logits come in this order.
       dtype: compute dtype (``jnp.bfloat16`` for mixed precision); logits are float32.
       param_dtype: parameter dtype (keep float32).
@@ -40,6 +76,7 @@ class MultitaskHeads(nn.Module):
 
     hidden: Sequence[int] = (256, 256)
     dropout_rate: float = 0.0
+    dropout_axis_name: str | None = None
     tasks: Sequence[str] = TASKS
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -55,7 +92,9 @@ class MultitaskHeads(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(int(width), name=f"trunk_{i}", **kw)(x))
-            if self.dropout_rate > 0:
+            if self.dropout_rate > 0 and self.dropout_axis_name is not None:
+                x = GlobalBatchDropout(self.dropout_rate, self.dropout_axis_name)(x, deterministic=not train)
+            elif self.dropout_rate > 0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         # One Dense(1) per task (rather than one Dense(T)) keeps each task's head a
         # separately named parameter group, as in the paper's figure, so heads can be
@@ -84,6 +123,8 @@ class EndToEnd(nn.Module):
       train_bn: run the backbone's BatchNorm in training mode (batch statistics, running
         averages updated) while training. False keeps the running statistics fixed —
         the usual choice when fine-tuning pretrained weights with small batches.
+        Whether those batch statistics span all devices is the backbone's own setting
+        (``bn_axis_name`` of ``InceptionV1`` and :class:`TinyBackbone`).
 
     Parameters live under ``{"backbone": ..., "heads": ...}``.
     """
@@ -99,5 +140,3 @@ class EndToEnd(nn.Module):
         if self.freeze_backbone:
             features = jax.lax.stop_gradient(features)
         return self.heads(features, train=train)
-
-

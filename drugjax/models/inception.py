@@ -217,6 +217,14 @@ class BatchNorm(nn.Module):
     training step's gradients differ from torch's by up to 7e-4 relative instead of 3e-5.
     Statistics and normalisation are computed in float32 whatever the compute dtype, and
     the result is cast to ``dtype``.
+
+    ``axis_name`` synchronises the batch statistics over that mapped axis (the data axis
+    of ``pmap``/``shard_map``, ``drugjax.training.steps.AXIS``): the mean and then the
+    two-pass variance are averaged with ``lax.pmean``, and the unbiased correction of the
+    running variance uses the global count, so D devices with N/D examples each compute
+    what one device computes with all N (every device must hold the same number of
+    examples). None (the default) keeps each device's own statistics, bit for bit as
+    before.
     """
 
     use_running_average: bool
@@ -224,6 +232,7 @@ class BatchNorm(nn.Module):
     epsilon: float = BN_EPSILON
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -237,10 +246,18 @@ class BatchNorm(nn.Module):
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
+            # model.init runs outside any mapped axis: no axis to average over there.
+            sync = self.axis_name is not None and not self.is_initializing()
             mean = jnp.mean(xf, axes)
+            if sync:
+                mean = lax.pmean(mean, self.axis_name)
             var = jnp.mean(jnp.square(xf - mean), axes)
+            if sync:
+                var = lax.pmean(var, self.axis_name)
             if not self.is_initializing():
                 n = x.size // c
+                if sync:
+                    n *= lax.axis_size(self.axis_name)
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
                 ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))
@@ -258,6 +275,7 @@ class BasicConv2d(nn.Module):
     padding: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -278,6 +296,7 @@ class BasicConv2d(nn.Module):
             epsilon=BN_EPSILON,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            axis_name=self.bn_axis_name,
             name="bn",
         )(x)
         return nn.relu(x)
@@ -289,12 +308,14 @@ class Inception(nn.Module):
     cfg: Sequence[int]
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj = self.cfg
         conv = lambda f, k, p, name: BasicConv2d(  # noqa: E731
-            f, k, padding=p, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+            f, k, padding=p, dtype=self.dtype, param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name,
+            name=name,
         )
         b1 = conv(ch1x1, 1, 0, "branch1")(x, train)
         b2 = conv(ch3x3red, 1, 0, "branch2_0")(x, train)
@@ -318,6 +339,10 @@ class InceptionV1(nn.Module):
         (x - 0.5) / 0.5 convention; torchvision's pretrained weights expect it on.
       dtype: compute dtype (e.g. ``jnp.bfloat16``).
       param_dtype: parameter dtype (keep float32).
+      bn_axis_name: synchronised BatchNorm: the mapped axis (``drugjax.training.steps.AXIS``)
+        over which training-mode batch statistics are averaged (see :class:`BatchNorm`);
+        None normalises with each device's own batch. Training with it set must run
+        inside ``pmap``/``shard_map`` over that axis.
 
     Call as ``model.apply(variables, x, train=False)`` with ``x`` NHWC float, normalised
     with ImageNet mean/std. ``train=True`` uses batch statistics, updates ``batch_stats``
@@ -330,6 +355,7 @@ class InceptionV1(nn.Module):
     transform_input: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -348,7 +374,7 @@ class InceptionV1(nn.Module):
             std = jnp.array([0.229, 0.224, 0.225], x.dtype)
             x = x * (std / 0.5) + (mean - 0.5) / 0.5
         x = x.astype(self.dtype)
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name)
         x = BasicConv2d(64, 7, stride=2, padding=3, name="conv1", **kw)(x, train)
         x = ceil_max_pool(x, 3, 2)
         x = BasicConv2d(64, 1, name="conv2", **kw)(x, train)

@@ -20,19 +20,23 @@ from drugjax.training.checkpoint import read_params
 from drugjax.training.config import ConfigError, TrainConfig
 from drugjax.training.optim import make_optimizer
 from drugjax.training.state import TrainState
+from drugjax.training.steps import AXIS
 from drugjax.trees import plain
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 BACKBONES = ("inception_v1", "tiny")
 
 
-def make_backbone(cfg: TrainConfig, dtype: Any) -> Any:
-    """The backbone ``model.backbone`` names, computing in ``dtype``."""
+def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any:
+    """The backbone ``model.backbone`` names, computing in ``dtype``. In training (not for
+    feature extraction), ``parallel.sync_batch_norm`` averages BatchNorm's batch
+    statistics over the devices."""
     name = cfg.model.backbone.name
+    bn_axis = AXIS if training and cfg.parallel.sync_batch_norm else None
     if name == "tiny":
         if cfg.model.backbone.weights:
             raise ConfigError("model.backbone.weights applies to inception_v1, not to the tiny stand-in")
-        return TinyBackbone(dtype=dtype)
+        return TinyBackbone(dtype=dtype, bn_axis_name=bn_axis)
     if name != "inception_v1":
         raise ConfigError(f"model.backbone.name must be one of {BACKBONES}, got {name!r}")
     from drugjax.models import InceptionV1
@@ -40,7 +44,7 @@ def make_backbone(cfg: TrainConfig, dtype: Any) -> Any:
     transform = cfg.model.backbone.transform_input
     if transform is None:
         transform = cfg.model.backbone.weights is not None
-    return InceptionV1(num_classes=None, transform_input=bool(transform), dtype=dtype)
+    return InceptionV1(num_classes=None, transform_input=bool(transform), dtype=dtype, bn_axis_name=bn_axis)
 
 
 def load_backbone_weights(cfg: TrainConfig) -> dict | None:
@@ -58,8 +62,9 @@ def load_backbone_weights(cfg: TrainConfig) -> dict | None:
 def make_model(cfg: TrainConfig, backbone: Any) -> Any:
     """End to end (backbone -> trunk -> heads) or the trunk and heads alone."""
     model = cfg.model
+    # Dropout masks drawn for the global batch: the same on any number of devices.
     heads = MultitaskHeads(hidden=tuple(model.hidden), dropout_rate=model.dropout, tasks=tuple(model.tasks),
-                           dtype=DTYPES[model.dtype])
+                           dtype=DTYPES[model.dtype], dropout_axis_name=AXIS)
     if model.kind == "heads":
         return heads
     return EndToEnd(backbone=backbone, heads=heads, freeze_backbone=not model.backbone.trainable,

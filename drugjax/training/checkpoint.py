@@ -58,6 +58,25 @@ def tree_digest(tree: Any) -> str:
     return h.hexdigest()
 
 
+def _global_arrays(tree: Any) -> Any:
+    """``tree`` with host-local arrays made global, on several hosts (no-op on one).
+
+    A multi-host ``pmap`` returns its unreplicated outputs (the train state, with
+    ``out_axes=None``) as arrays replicated over this host's devices only, and orbax
+    refuses to write such host-local arrays in a multi-host run. The same values are on
+    every host, so they are the replicated global array over all devices.
+    """
+    if jax.process_count() == 1:
+        return tree
+
+    def to_global(x):
+        if isinstance(x, jax.Array) and x.is_fully_addressable:
+            return ocp.utils.fully_replicated_host_local_array_to_global_array(x)
+        return x
+
+    return jax.tree.map(to_global, tree)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be restored."""
 
@@ -165,7 +184,7 @@ class Checkpoints:
         self.manager.save(
             int(step),
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state_tree),
+                state=ocp.args.StandardSave(_global_arrays(state_tree)),
                 meta=ocp.args.JsonSave(meta),
                 config=ocp.args.JsonSave(config),
             ),

@@ -96,6 +96,10 @@ class ParallelConfig:
     # Wait for every step to finish before dispatching the next; needed with forced
     # host devices on few cores (collectives can deadlock with many steps in flight).
     block_every_step: bool = False
+    # Synchronised BatchNorm: training-mode batch statistics averaged over all devices
+    # (one all-reduce per BatchNorm layer), so D devices compute what one device computes
+    # with the whole batch. False: each device normalises with its own share (cheaper).
+    sync_batch_norm: bool = False
     # Multi-host: call jax.distributed.initialize() before anything else. With
     # coordinator_address None, JAX auto-detects the cluster (SLURM, TPU pods, ...).
     distributed: bool = False

@@ -124,14 +124,21 @@ class FeatureLoader(Resumable):
     Epoch ``e`` is the permutation drawn from ``(seed, e)``; the last incomplete batch of
     an epoch is dropped. The state is the position of the next batch, so
     :meth:`set_state` resumes on exactly the next batch.
+
+    Several hosts (``process_count > 1``, the same ``seed`` everywhere): the global batch
+    is ``per_device_batch * num_devices * process_count`` and host ``process_index`` gets
+    its contiguous rows of it (``drugjax.data.pipeline.host_rows``); the hosts' batches,
+    concatenated in process order, are the one-process batch.
     """
 
     state_name = "feature loader"
 
-    def __init__(self, features: np.ndarray, kinds: np.ndarray, *, per_device_batch: int, num_devices: int, seed: int):
+    def __init__(self, features: np.ndarray, kinds: np.ndarray, *, per_device_batch: int, num_devices: int, seed: int,
+                 process_index: int = 0, process_count: int = 1):
         features = np.asarray(features, np.float32)
         kinds = np.asarray(kinds, np.int32)
-        global_batch = per_device_batch * num_devices
+        global_batch = per_device_batch * num_devices * process_count
+        self._rows = pipeline.host_rows(global_batch, process_index, process_count)
         if len(features) < global_batch:
             raise ValueError(
                 f"{len(features)} training examples are fewer than one global batch of {global_batch}; "
@@ -148,7 +155,7 @@ class FeatureLoader(Resumable):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        idx = self._order.rows(self._position)
+        idx = self._order.rows(self._position)[self._rows]
         self._position += 1
         d, b = self.num_devices, self.per_device_batch
         return {

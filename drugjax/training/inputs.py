@@ -159,18 +159,25 @@ class _ImageBatches:
         self.loader.close()
 
 
-def image_inputs(cfg: TrainConfig, sources: Mapping[str, Any], *, num_devices: int, seed: int) -> Inputs:
+def _per_device(batch_size: int, num_devices: int) -> int:
+    # data.batch_size is global: over this host's devices and every host.
+    return batch_size // (num_devices * jax.process_count())
+
+
+def image_inputs(cfg: TrainConfig, sources: Mapping[str, Any], *, num_devices: int) -> Inputs:
     """End-to-end training: augmented images of ``data.sources``, validation posts of
-    ``data.val_fold``."""
+    ``data.val_fold``. On several hosts every host reads its own rows of each global
+    batch (same seed everywhere) and evaluates the whole validation fold."""
     data = cfg.data
     train_sources = {n: sources[n] for n in data.sources}
     if "web" in train_sources:
         train_sources["web"] = _TrainFoldSource(train_sources["web"], _train_folds(cfg)[0])
     with _data_errors():
         train = pipeline.train_loader(
-            train_sources, image_size=data.image_size, per_device_batch=data.batch_size // num_devices,
-            num_devices=num_devices, seed=seed, folds=_train_folds(cfg), mixture=_mixture(cfg),
+            train_sources, image_size=data.image_size, per_device_batch=_per_device(data.batch_size, num_devices),
+            num_devices=num_devices, seed=cfg.seed, folds=_train_folds(cfg), mixture=_mixture(cfg),
             augment=data.augment, workers=data.workers,
+            process_index=jax.process_index(), process_count=jax.process_count(),
         )
         val = pipeline.eval_loader(
             sources, image_size=data.image_size, per_device_batch=data.eval_batch_size // num_devices,
@@ -240,7 +247,7 @@ def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
     return features
 
 
-def feature_inputs(cfg: TrainConfig, features: Mapping[str, dict], *, num_devices: int, seed: int) -> Inputs:
+def feature_inputs(cfg: TrainConfig, features: Mapping[str, dict], *, num_devices: int) -> Inputs:
     """Heads on precomputed features: every training fold's posts and all of the other
     sources' records; validation posts of ``data.val_fold``."""
     data = cfg.data
@@ -252,8 +259,9 @@ def feature_inputs(cfg: TrainConfig, features: Mapping[str, dict], *, num_device
         train_kind.append(features[name]["kind"][keep])
     with _data_errors():
         train = features_lib.FeatureLoader(
-            np.concatenate(train_x), np.concatenate(train_kind), per_device_batch=data.batch_size // num_devices,
-            num_devices=num_devices, seed=seed,
+            np.concatenate(train_x), np.concatenate(train_kind), per_device_batch=_per_device(data.batch_size, num_devices),
+            num_devices=num_devices, seed=cfg.seed,
+            process_index=jax.process_index(), process_count=jax.process_count(),
         )
     val_mask = features["posts"]["fold"] == data.val_fold
     val = features_lib.eval_batches(

@@ -157,11 +157,22 @@ def _logged_val(metrics_path: Path, step: int | None) -> dict | None:
     return found
 
 
+def _any_process(flag: bool) -> bool:
+    """``flag`` of any process (a SIGTERM may reach the hosts of a job at different times)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+
+
 def _devices(cfg: TrainConfig) -> DataParallel:
     """Meet the other hosts (several-host runs) and pick this process's devices."""
     if cfg.parallel.distributed:
         # Every process runs this same program; JAX needs to meet them before any device
-        # is touched. With no address, JAX detects SLURM/TPU settings.
+        # is touched. With no address, JAX detects SLURM/TPU settings. CPU collectives
+        # across processes need gloo (GPUs use NCCL whatever this says).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=cfg.parallel.coordinator_address,
                                    num_processes=cfg.parallel.num_processes, process_id=cfg.parallel.process_id)
     devices = jax.local_devices()
@@ -169,9 +180,11 @@ def _devices(cfg: TrainConfig) -> DataParallel:
         if not 1 <= cfg.parallel.num_devices <= len(devices):
             raise ConfigError(f"parallel.num_devices={cfg.parallel.num_devices}, but {len(devices)} local devices exist")
         devices = devices[: cfg.parallel.num_devices]
-    check_config(cfg, len(devices))
+    check_config(cfg, len(devices) * jax.process_count())
     if jax.process_count() > 1 and cfg.parallel.mode != "pmap":
         raise ConfigError("several hosts need parallel=pmap (the shard_map mesh here spans local devices only)")
+    if jax.process_count() > 1 and cfg.parallel.num_devices is not None:
+        raise ConfigError("parallel.num_devices restricts pmap to local devices; with several hosts use them all")
     return DataParallel(cfg.parallel.mode, None if cfg.parallel.num_devices is None else devices)
 
 
@@ -210,8 +223,6 @@ def train_and_evaluate(
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
     tasks = tuple(cfg.model.tasks)
-    # Several hosts draw independent shuffles (seed + process index) of the same data.
-    data_seed = cfg.seed + jax.process_index()
 
     # The data and the model.
     sources = inputs.load_sources(cfg) if sources is None else sources
@@ -220,14 +231,14 @@ def train_and_evaluate(
     backbone_weights = build.load_backbone_weights(cfg)
     if cfg.model.kind == "end_to_end":
         backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
-        data = inputs.image_inputs(cfg, sources, num_devices=num_devices, seed=data_seed)
+        data = inputs.image_inputs(cfg, sources, num_devices=num_devices)
     else:
         # The paper's set-up: features computed once with the frozen backbone.
-        backbone = build.make_backbone(cfg, jnp.float32)
+        backbone = build.make_backbone(cfg, jnp.float32, training=False)
         features = inputs.cached_features(
             cfg, sources, backbone, is_main=is_main,
             backbone_variables=lambda: build.backbone_variables(backbone, backbone_weights, init_key, cfg.data.image_size))
-        data = inputs.feature_inputs(cfg, features, num_devices=num_devices, seed=data_seed)
+        data = inputs.feature_inputs(cfg, features, num_devices=num_devices)
     model = build.make_model(cfg, backbone)
     state = build.create_train_state(cfg, model, data.sample, init_key, state_key, backbone_weights)
 
@@ -275,14 +286,13 @@ def train_and_evaluate(
                     writer.write(step, "val", val)
                     train_log.restart_window()  # keep evaluation out of the throughput
                 # Read once, after the blocking work above (a SIGTERM may land during it):
-                # the decision to save and the decision to stop are one and the same.
-                stop_now = stop.requested and not last
+                # the decision to save and the decision to stop are one and the same, and
+                # on several hosts one host's signal stops them all at the same step.
+                stop_now = _any_process(stop.requested) and not last
                 if do_eval or step % cfg.checkpoint_every == 0 or stop_now:
                     train_log.flush()
-                    data_state = data.train.get_state()
-                    ckpts.save(step, state.to_tree(), data_state=data_state, config=config,
-                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None,
-                               extra_meta=resume.data_states_of_all_processes(data_state))
+                    ckpts.save(step, state.to_tree(), data_state=data.train.get_state(), config=config,
+                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None)
                     train_log.last_good = step
                 if stop_now:
                     ckpts.wait()  # the checkpoint exists before the message says so

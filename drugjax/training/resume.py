@@ -2,14 +2,13 @@
 
 A run directory is resumed only with the config it was started with, except the keys in
 :data:`RESUME_FREE` (logging, intervals, the parallel layout, ...). ``steps`` may change
-only where it does not shape the learning rate. The data iterator's position is saved
-per host and restored on each.
+only where it does not shape the learning rate. The data iterator's position is restored
+from the checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,35 +65,12 @@ def check_steps_change(saved_cfg: Mapping, cfg: TrainConfig, workdir: Path) -> N
     )
 
 
-def data_states_of_all_processes(local_state: Any) -> dict:
-    """``{"data_states": [state of process 0, 1, ...]}`` on several hosts, else ``{}``.
-
-    Each host reads its own data, so each host's iterator state is saved (the
-    checkpoint's JSON items are written by process 0 alone).
-    """
-    if jax.process_count() == 1:
-        return {}
-    from jax.experimental import multihost_utils
-
-    blob = np.frombuffer(json.dumps(local_state).encode(), np.uint8)
-    lengths = multihost_utils.process_allgather(np.int32(blob.size))
-    padded = np.zeros(int(np.max(lengths)), np.uint8)
-    padded[: blob.size] = blob
-    blobs = multihost_utils.process_allgather(padded)
-    return {"data_states": [json.loads(bytes(b[:n]).decode()) for b, n in zip(blobs, lengths)]}
-
-
 def restore_data_state(loader: Any, meta: Mapping, step_dir: Path) -> None:
-    """Put the data iterator where the checkpoint's was (this host's own state)."""
-    states = meta.get("data_states")
-    if states is not None and len(states) != jax.process_count():
-        raise ConfigError(
-            f"{step_dir} was saved by {len(states)} processes and this run has {jax.process_count()}; "
-            "each host's data position is saved separately, so resume with the same number of processes"
-        )
-    state = states[jax.process_index()] if states is not None else meta.get("data_state")
+    """Put the data iterator where the checkpoint's was. Every host's iterator has the
+    same state (one seed, one global sequence; each host reads its rows of each batch),
+    so the one process 0 saved serves all, on any number of hosts and devices."""
     try:
-        loader.set_state(state)
+        loader.set_state(meta.get("data_state"))
     except ValueError as e:
         raise ConfigError(f"cannot resume the data iterator saved in {step_dir}: {e}") from None
 

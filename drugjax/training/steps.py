@@ -15,9 +15,16 @@ explicit ``pmean`` gives the gradient of the global mean loss under both wrapper
 (checked against one device in tests/test_train_parallel.py).
 
 BatchNorm in training mode normalises with each device's own batch statistics (as in
-Flax's ImageNet example); the running averages are then averaged across devices. So a
-model whose BatchNorm is in training mode matches a single device only up to that
-per-device normalisation; everything else is exact up to float reassociation.
+Flax's ImageNet example) unless the model synchronises them (``bn_axis_name=AXIS`` on
+``InceptionV1``/``TinyBackbone``, config ``parallel.sync_batch_norm``): then its layers
+average the batch mean and variance over ``AXIS`` with ``lax.pmean`` inside this step,
+and D devices compute what one device computes with the whole batch. Either way the
+updated running averages are averaged across devices below (a no-op up to rounding when
+synchronised: every device already holds the same ones). The gradient needs no special
+care: the transpose of the model's ``pmean`` carries each device's share of the
+cross-device terms back to the device that produced the input, under pmap and under
+shard_map with the parameters cast to varying (tests/test_train_parallel.py checks both
+against one device).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from drugjax.losses import masked_bce_terms
+from drugjax.models.heads import GLOBAL_DROPOUT_RNG
 from drugjax.tasks import TASKS, encode_labels
 from drugjax.training.state import TrainState
 
@@ -69,7 +77,10 @@ def train_step(
     n = x.shape[0]
     targets, weights = _targets(kind, valid, relation_weight, task_index)
     device = 0 if axis_name is None else lax.axis_index(axis_name)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), device)
+    step_key = jax.random.fold_in(state.rng, state.step)
+    # flax Dropout gets a key per device; GlobalBatchDropout the step's key, the same on
+    # every device, from which it draws the global batch's mask.
+    rngs = {"dropout": jax.random.fold_in(step_key, device), GLOBAL_DROPOUT_RNG: step_key}
     has_bn = bool(jax.tree.leaves(state.batch_stats))
     # See the module docstring: differentiate the local loss w.r.t. device-varying
     # parameters, then average explicitly.
@@ -81,11 +92,11 @@ def train_step(
         if has_bn:
             variables["batch_stats"] = state.batch_stats
             logits, updated = state.apply_fn(
-                variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key}
+                variables, x, train=True, mutable=["batch_stats"], rngs=rngs
             )
             new_bs = updated.get("batch_stats", state.batch_stats)
         else:
-            logits = state.apply_fn(variables, x, train=True, rngs={"dropout": dropout_key})
+            logits = state.apply_fn(variables, x, train=True, rngs=rngs)
             new_bs = state.batch_stats
         terms = masked_bce_terms(logits, targets, weights)
         return jnp.sum(terms) / n, (jnp.sum(terms, axis=0) / n, new_bs)
@@ -134,6 +145,14 @@ class DataParallel:
 
     Batches come in as numpy arrays of shape ``(D, B, ...)`` (D = number of devices);
     the state goes in and comes out unreplicated (one logical copy).
+
+    Several hosts (``pmap`` over all devices, ``devices=None``): each process passes only
+    its local devices' ``(D_local, B, ...)`` rows of the global batch (pmap's multi-host
+    convention, so ``put_batch`` leaves them as they are); pmap numbers the devices
+    process by process, so process 0's rows come first, as in the loaders' host split
+    (``drugjax.data.pipeline.host_rows``). The state comes back as arrays replicated over
+    each host's own devices (``Checkpoints.save`` makes them global for orbax). Checked
+    with two processes against one (tests/test_multiprocess.py).
     """
 
     MODES = ("pmap", "shard_map")
