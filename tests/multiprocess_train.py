@@ -57,7 +57,8 @@ def main() -> None:
     from train_support import make_sources
 
     from drugjax.data import pipeline
-    from drugjax.models.heads import EndToEnd, MultitaskHeads, TinyBackbone
+    from drugjax.models.heads import EndToEnd, MultitaskHeads
+    from drugjax.models.tiny import TinyBackbone
     from drugjax.training.checkpoint import Checkpoints
     from drugjax.training.config import OptimConfig
     from drugjax.training.optim import make_optimizer
