@@ -141,6 +141,7 @@ def test_user_root_post_without_image_is_scored_by_text_and_without_text_by_imag
     ("data=dir", "data.root is required with data=dir: python evaluate.py data=dir data.root=PATH"),
     ("split=fold", "split must be one of ['post', 'account']"),
     ("fusion.weight=1.5", "fusion.weight and fusion.weights must lie in [0, 1]"),
+    ("model.backbone.weights=missing.npz", "model.backbone.weights=missing.npz: no such file"),
 ])
 def test_bad_config_is_one_error_line_and_exit_1(tmp_path, override, message):
     env = dict(os.environ, JAX_PLATFORMS="cpu")

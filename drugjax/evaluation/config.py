@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from drugjax.training.config import (
@@ -108,6 +109,10 @@ def check(cfg: EvaluateConfig) -> None:
     if cfg.text.max_features < 1 or cfg.text.alpha < 0:
         raise ConfigError(f"text.max_features must be >= 1 and text.alpha >= 0, got {cfg.text.max_features}, "
                           f"{cfg.text.alpha}")
+    weights = cfg.model.backbone.weights
+    if weights and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"model.backbone.weights={weights}: no such file; give converted torchvision weights "
+                          "(.npz/.safetensors/.pth), see docs/training.md")
     check_config(train_config(cfg), 1)
 
 

@@ -201,19 +201,19 @@ def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts:
         if result["diverged"]:
             raise ConfigError(f"{method}: the training without fold(s) {list(codes[code]) or 'none'} diverged "
                               f"(non-finite loss); lower optim.learning_rate")
-    n_posts = len(post_rows)
-    out_of_fold = np.full(len(posts), np.nan)
-    for row, post in enumerate(post_rows):
-        out_of_fold[post] = results[folds[post]]["drug_probability"][row]
+    probability = {code: result["drug_probability"] for code, result in zip(codes, results)}
+    out_of_fold = np.full(len(posts), np.nan)  # NaN: no usable image
+    for row, post in enumerate(post_rows):  # the posts come first in the table
+        out_of_fold[post] = probability[folds[post]][row]
     inner: dict[int, np.ndarray] = {}
     if pairs:
         for outer in range(cfg.data.num_folds):
-            scores = np.full(len(posts), np.nan)
-            for row, post in enumerate(post_rows[:n_posts]):
+            inner[outer] = np.full(len(posts), np.nan)
+            for row, post in enumerate(post_rows):
                 if folds[post] != outer:
-                    scores[post] = results[pair_code(codes, outer, folds[post])]["drug_probability"][row]
-            inner[outer] = scores
-    return ImageScores(out_of_fold, inner, results[-1]["params"], time.perf_counter() - t0)
+                    inner[outer][post] = probability[pair_code(codes, outer, folds[post])][row]
+    everything = next(code for code, held in codes.items() if not held)
+    return ImageScores(out_of_fold, inner, results[list(codes).index(everything)]["params"], time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- 4. text
@@ -361,7 +361,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
     table = table1(cfg, posts, folds, scores, fusion)
 
     counts = {
-        "posts": len(posts), "positives": int(posts.labels.sum()),
+        "posts": len(posts), "positives": int(posts.labels.sum()), "unlabelled": len(sources["posts"]) - len(posts),
         "without_image": int(np.isnan(scores["MLP"]).sum()), "without_text": int((~posts.has_text).sum()),
         "scored_by_text_only": fusion.scored_by_text_only, "scored_by_image_only": fusion.scored_by_image_only,
         "web_images": int(sum(len(features[s]["kind"]) for s in cfg.data.sources if s != "posts")),
@@ -394,7 +394,8 @@ def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: Fus
     backbone = cfg.model.backbone
     lines = [
         "", "## This run", "",
-        f"- Data: {data}; {counts['posts']} labelled posts ({counts['positives']} drug-related), "
+        f"- Data: {data}; {counts['posts']} labelled posts ({counts['positives']} drug-related; "
+        f"{counts['unlabelled']} unlabelled left out), "
         f"{counts['web_images']} web images for MT MLP.",
         f"- Folds: {cfg.data.num_folds}, split by {cfg.split}, seed {cfg.seed}; posts per fold "
         f"{counts['posts_per_fold']}, drug-related {counts['positives_per_fold']}; threshold {cfg.threshold:g}.",
