@@ -67,7 +67,7 @@ def fusion_weight_curve(path: Path, curve: Sequence, weight: float) -> Path:
     ax.axvline(weight, color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="weight of the image classifier (0: text only, 1: image only)", ylabel="out-of-fold, mean ± std",
            ylim=(0, 1), title="Late fusion against its weight")
-    return _save(fig, ax, path, "lower center")
+    return _save(fig, ax, path, "lower left")
 
 
 def _save(fig, ax, path: Path, legend: str) -> Path:
