@@ -26,7 +26,7 @@ from drugjax.evaluation.tables import TABLE1_METHODS  # noqa: E402
 
 CONF = str(ROOT / "conf")
 TINY = ["data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]", "image.steps=6",
-        "image.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8"]
+        "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,18 @@ def _evaluate(workdir, overrides):
 def _predictions(workdir):
     with (Path(workdir) / "predictions.csv").open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_config_composes_with_the_paper_world_and_the_data_groups():
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = compose("evaluate")
+        mine = compose("evaluate", overrides=["data=dir", "data.root=/somewhere", "split=account"])
+        with pytest.raises(Exception, match="nosuchkey"):
+            compose("evaluate", overrides=["image.nosuchkey=1"])
+    assert (cfg.data.kind, cfg.data.preset, cfg.data.num_folds, cfg.split) == ("synthetic", "paper", 5, "post")
+    assert (cfg.model.kind, cfg.model.backbone.trainable, cfg.fusion.weight, cfg.threshold) == ("heads", False, 0.5, 0.5)
+    assert (mine.data.kind, mine.data.root, mine.data.image_size, mine.split) == ("dir", "/somewhere", 224, "account")
+    assert cfg.data.batch_size == mine.data.batch_size == 64
 
 
 def test_tiny_run_writes_table1_predictions_curves_and_models(tmp_path, cache, capsys):

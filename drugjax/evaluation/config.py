@@ -24,10 +24,10 @@ FUSION_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 class ImageConfig:
     """The MLP and MT MLP heads on frozen backbone features, trained by the sweep engine
     (every fold in one compiled program). Trunk widths, dropout, the task set of MT MLP
-    and the relation weight come from ``model``; the optimiser from ``optim``."""
+    and the relation weight come from ``model``, the optimiser from ``optim``, the batch
+    size from ``data.batch_size``."""
 
     steps: int = 600
-    batch_size: int = 64
     engine: str = "vmap"  # vmap | loop (drugjax.training.sweep)
     chunk_steps: int = 200
 
@@ -103,7 +103,7 @@ def check(cfg: EvaluateConfig) -> None:
         raise ConfigError(f"fusion.select_metric must be one of {list(FUSION_METRICS)}, got {cfg.fusion.select_metric!r}")
     if cfg.image.engine not in ("vmap", "loop"):
         raise ConfigError(f"image.engine must be vmap or loop, got {cfg.image.engine!r}")
-    for key in ("steps", "batch_size", "chunk_steps"):
+    for key in ("steps", "chunk_steps"):
         if getattr(cfg.image, key) < 1:
             raise ConfigError(f"image.{key} must be >= 1, got {getattr(cfg.image, key)}")
     if cfg.text.max_features < 1 or cfg.text.alpha < 0:
@@ -118,9 +118,9 @@ def check(cfg: EvaluateConfig) -> None:
 
 def train_config(cfg: EvaluateConfig) -> TrainConfig:
     """The train config whose features and heads the image side uses: ``model.kind=heads``
-    on the frozen backbone, with evaluate's data, model, optimiser, seed and batch size."""
+    on the frozen backbone, with evaluate's data, model, optimiser and seed."""
     model = dataclasses.replace(cfg.model, kind="heads",
                                 backbone=dataclasses.replace(cfg.model.backbone, trainable=False))
-    data = dataclasses.replace(cfg.data, batch_size=cfg.image.batch_size, val_fold=0)
+    data = dataclasses.replace(cfg.data, val_fold=0)  # evaluate's folds are its own (split)
     return TrainConfig(model=model, data=data, optim=cfg.optim, seed=cfg.seed, steps=cfg.image.steps,
                        progress=False, tensorboard=False, name=cfg.name)

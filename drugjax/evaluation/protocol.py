@@ -190,13 +190,13 @@ def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts:
     configs = [HeadConfig(relation_weight=cfg.model.relation_weight, learning_rate=cfg.optim.learning_rate,
                           decay=cfg.optim.decay, weight_decay=cfg.optim.weight_decay, seed=cfg.seed, fold=code,
                           dropout=cfg.model.dropout, hidden=tuple(cfg.model.hidden), tasks=tasks) for code in codes]
-    schedule = Schedule(steps=cfg.image.steps, batch_size=cfg.image.batch_size, optim=cfg.optim,
+    schedule = Schedule(steps=cfg.image.steps, batch_size=cfg.data.batch_size, optim=cfg.optim,
                         chunk_steps=cfg.image.chunk_steps)
     try:
         results = train_sweep(table, configs, schedule, engine=cfg.image.engine, keep_params=True,
                               keep_predictions=True)
     except ValueError as e:  # too few training rows for a batch
-        raise ConfigError(f"{method}: {e}; lower image.batch_size") from None
+        raise ConfigError(f"{method}: {e}; lower data.batch_size") from None
     for code, result in zip(codes, results):
         if result["diverged"]:
             raise ConfigError(f"{method}: the training without fold(s) {list(codes[code]) or 'none'} diverged "
@@ -401,7 +401,7 @@ def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: Fus
         f"{counts['posts_per_fold']}, drug-related {counts['positives_per_fold']}; threshold {cfg.threshold:g}.",
         f"- Image: frozen {backbone.name} features ({backbone.weights or 'random initialisation: no pretrained weights'}"
         f", {cfg.data.image_size} px), trunk {list(cfg.model.hidden)}, {cfg.image.steps} steps of batch "
-        f"{cfg.image.batch_size}, {cfg.optim.name} lr {cfg.optim.learning_rate:g}, MT MLP relation weight "
+        f"{cfg.data.batch_size}, {cfg.optim.name} lr {cfg.optim.learning_rate:g}, MT MLP relation weight "
         f"{cfg.model.relation_weight:g}.",
         f"- Text: tf-idf (top {cfg.text.max_features} terms per field) + multinomial naive Bayes (alpha {cfg.text.alpha:g}).",
         f"- Late fusion: {cfg.fusion.weight:g} x {FUSED_IMAGE} + {1 - cfg.fusion.weight:g} x {FUSED_TEXT}; "
