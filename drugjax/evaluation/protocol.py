@@ -156,19 +156,9 @@ class ImageScores:
 def image_features(cfg: EvaluateConfig, sources: Mapping[str, Any]) -> dict:
     """The backbone's features of the usable posts and ``data.sources`` (cached; the
     same cache as train.py's ``model.kind=heads``)."""
-    from drugjax.training import build, inputs
+    from drugjax.training.grid import backbone_features
 
-    tcfg = train_config(cfg)
-    inputs.check_sources(tcfg, sources)
-    import jax
-    import jax.numpy as jnp
-
-    init_key, _ = jax.random.split(jax.random.PRNGKey(tcfg.seed))
-    weights = build.load_backbone_weights(tcfg)
-    backbone = build.make_backbone(tcfg, jnp.float32)
-    return inputs.cached_features(
-        tcfg, sources, backbone, is_main=True,
-        backbone_variables=lambda: build.backbone_variables(backbone, weights, init_key, tcfg.data.image_size))
+    return backbone_features(train_config(cfg), dict(sources))
 
 
 def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts: Posts, folds: np.ndarray,
@@ -341,6 +331,9 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
                           "(python -m drugjax.data export-unlabelled / label, docs/data-format.md)")
     folds = assign_folds(posts, cfg.split, cfg.data.num_folds, cfg.seed)
     features = image_features(cfg, sources)
+    if not len(features["posts"]["kind"]):
+        raise ConfigError(f"none of the {len(posts)} labelled posts has a usable image; the MLP, MT MLP and "
+                          "late fusion rows need images (docs/data-format.md)")
     seconds = {"data_and_features": time.perf_counter() - t0}
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
