@@ -495,7 +495,9 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
                   "features_dim": int(features["posts"]["features"].shape[1])},
         "backbone": {"name": backbone.name, "weights": backbone.weights,
                      "weights_sha256": digest_file(backbone.weights) if backbone.weights else None,
-                     "transform_input": backbone.transform_input, "image_size": cfg.data.image_size,
+                     "transform_input": (backbone.weights is not None if backbone.transform_input is None
+                                         else backbone.transform_input),  # as drugjax.training.build resolves it
+                     "image_size": cfg.data.image_size,
                      "seed": cfg.seed},
     }
     (folder / "fusion.json").write_text(json.dumps(document, indent=1) + "\n")
