@@ -115,6 +115,26 @@ def test_same_seed_same_folds_and_account_split_keeps_accounts_together():
     assert all(len(set(by_account[np.asarray(accounts) == a])) == 1 for a in set(accounts))
 
 
+def test_no_training_sees_the_posts_of_its_held_out_folds():
+    from drugjax.evaluation.protocol import CrossValidationTable, held_out_codes
+    from drugjax.training.config import OptimConfig
+    from drugjax.training.sweep import HeadConfig, Schedule, train_sweep
+
+    rng = np.random.default_rng(0)
+    folds = np.concatenate([np.arange(40) % 4, np.full(12, -1)]).astype(np.int32)
+    kinds = np.concatenate([np.arange(40) % 2, 2 + np.arange(12) % 4]).astype(np.int32)
+    features = rng.normal(size=(52, 8)).astype(np.float32)
+    features[folds == 0] = np.nan  # a training step that sees one of these posts has a NaN loss
+    codes = held_out_codes(4, pairs=True)
+    assert codes[0] == (0,) and codes[4] == (0, 1) and codes[len(codes) - 1] == ()
+    table = CrossValidationTable(features, kinds, folds, held_out=codes)
+    configs = [HeadConfig(fold=code, hidden=(8,)) for code in codes]
+    results = train_sweep(table, configs, Schedule(steps=8, batch_size=8, optim=OptimConfig(warmup_steps=2)))
+    for code, result in zip(codes, results):
+        assert np.isfinite(result["loss"]).all() == (0 in codes[code]), codes[code]
+    assert set(folds[table.validation_rows(4)]) == {0, 1} and -1 in set(folds[table.training_rows(4)])
+
+
 def test_split_by_account_keeps_every_account_in_one_fold(tmp_path, cache):
     _evaluate(tmp_path / "run", ["data.preset=tiny", f"data.data_dir={cache}", "split=account"])
     folds_of = {}

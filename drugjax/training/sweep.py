@@ -84,7 +84,11 @@ class Schedule:
 @dataclasses.dataclass
 class FeatureTable:
     """One shared matrix of features: the posts (with their folds) and the web images
-    (``fold`` -1: they always train)."""
+    (``fold`` -1: they always train).
+
+    Both engines choose rows only through :meth:`training_rows` and
+    :meth:`validation_rows`, so a subclass may give ``HeadConfig.fold`` another meaning
+    (``drugjax.evaluation.protocol.CrossValidationTable``: pairs of held-out folds)."""
 
     features: np.ndarray  # (N, D) float32
     kinds: np.ndarray  # (N,) int32
