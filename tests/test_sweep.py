@@ -50,6 +50,22 @@ def test_each_configuration_matches_the_ordinary_step_run_alone():
     assert len({round(float(r["loss"][-1]), 6) for r in swept}) == len(CONFIGS)
 
 
+def test_kept_predictions_are_each_configurations_drug_probability_on_every_row():
+    from drugjax.evaluation.metrics import binary_metrics
+
+    table = _table()
+    configs = [CONFIGS[1], dataclasses.replace(CONFIGS[0], tasks=("drug",))]  # 4 heads, 1 head
+    swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_predictions=True)
+    alone = train_sweep(table, configs[1:], SCHEDULE, engine="loop", keep_predictions=True)
+    np.testing.assert_allclose(swept[1]["drug_probability"], alone[0]["drug_probability"], rtol=1e-4, atol=1e-6)
+    for s in swept:
+        assert s["drug_probability"].shape == (len(table.kinds),)
+        rows = table.validation_rows(s["config"].fold)
+        again = binary_metrics(table.kinds[rows] == 1, s["drug_probability"][rows])
+        assert again["auc"] == pytest.approx(s["val"]["auc"])
+    assert "drug_probability" not in train_sweep(table, configs[1:], SCHEDULE)[0]
+
+
 def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices():
     table = _table()
     configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25)]

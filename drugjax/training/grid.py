@@ -72,17 +72,23 @@ def _check(cfg: TrainConfig) -> None:
         raise ConfigError(f"sweep.chunk_steps must be >= 1, got {cfg.sweep.chunk_steps}")
 
 
-def features_table(cfg: TrainConfig, sources: dict | None = None) -> FeatureTable:
-    """The backbone's features of the posts and ``data.sources`` (cached, as train.py's)."""
-    sources = inputs.load_sources(cfg) if sources is None else sources
+def backbone_features(cfg: TrainConfig, sources: dict) -> dict:
+    """The backbone's features of the posts and ``data.sources`` (cached, as train.py's):
+    ``{source: {"features", "kind", "fold", "index"}}``."""
     inputs.check_sources(cfg, sources)
     init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
     backbone_weights = build.load_backbone_weights(cfg)
     backbone = build.make_backbone(cfg, jnp.float32)
-    features = inputs.cached_features(
+    return inputs.cached_features(
         cfg, sources, backbone, is_main=True,
         backbone_variables=lambda: build.backbone_variables(backbone, backbone_weights, init_key, cfg.data.image_size))
-    return FeatureTable.from_cache(features, list(cfg.data.sources))
+
+
+def features_table(cfg: TrainConfig, sources: dict | None = None) -> FeatureTable:
+    """:func:`backbone_features` as one table, posts in their folds (``data.val_fold``
+    validates)."""
+    sources = inputs.load_sources(cfg) if sources is None else sources
+    return FeatureTable.from_cache(backbone_features(cfg, sources), list(cfg.data.sources))
 
 
 def run_grid(cfg: TrainConfig, workdir: str | Path, *, sources: dict | None = None,

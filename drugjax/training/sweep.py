@@ -84,7 +84,11 @@ class Schedule:
 @dataclasses.dataclass
 class FeatureTable:
     """One shared matrix of features: the posts (with their folds) and the web images
-    (``fold`` -1: they always train)."""
+    (``fold`` -1: they always train).
+
+    Both engines choose rows only through :meth:`training_rows` and
+    :meth:`validation_rows`, so a subclass may give ``HeadConfig.fold`` another meaning
+    (``drugjax.evaluation.protocol.CrossValidationTable``: pairs of held-out folds)."""
 
     features: np.ndarray  # (N, D) float32
     kinds: np.ndarray  # (N,) int32
@@ -147,7 +151,8 @@ def _validation_metrics(table: FeatureTable, config: HeadConfig, probs: np.ndarr
 # --------------------------------------------------------------------------- loop engine
 def train_alone(table: FeatureTable, config: HeadConfig, schedule: Schedule) -> dict[str, Any]:
     """One configuration through the ordinary train step (one device), as the loop
-    engine runs it: ``{"params", "loss" (per step), "val"}``."""
+    engine runs it: ``{"params", "loss" (per step), "val", "probs" ((N, tasks) over
+    every row)}``."""
     model = _model(config)
     init_key, state_key = _keys(config.seed)
     sample = jnp.zeros((1, table.features.shape[1]), jnp.float32)
@@ -164,7 +169,7 @@ def train_alone(table: FeatureTable, config: HeadConfig, schedule: Schedule) -> 
         losses.append(metrics["loss"])
     probs = np.asarray(jax.jit(lambda p, x: jax.nn.sigmoid(model.apply({"params": p}, x)))(state.params, table.features))
     return {"params": jax.device_get(state.params), "loss": np.asarray(jax.device_get(losses), np.float32),
-            "val": _validation_metrics(table, config, probs)}
+            "val": _validation_metrics(table, config, probs), "probs": probs}
 
 
 # --------------------------------------------------------------------------- vmap engine
@@ -296,9 +301,11 @@ def train_sweep(
     devices: Sequence[jax.Device] | None = None,
     max_part: int | None = None,
     keep_params: bool = False,
+    keep_predictions: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every configuration; per configuration ``{"config", "loss", "val",
-    "diverged"}`` (and ``"params"`` with ``keep_params``) in the order given.
+    "diverged"}`` (and ``"params"`` with ``keep_params``, ``"drug_probability"`` with
+    ``keep_predictions``) in the order given.
 
     Args:
       table: the shared features (posts with folds, web images).
@@ -311,12 +318,16 @@ def train_sweep(
       max_part: at most this many configurations per compiled part (default: what
         :func:`memory_budget_bytes` allows).
       keep_params: also return each configuration's trained parameters.
+      keep_predictions: also return each configuration's drug-head probability for
+        every row of ``table`` ((N,) float32; NaN where it diverged), e.g. to score each
+        fold's posts with the model of that fold (out-of-fold predictions).
     """
     if engine not in ENGINES:
         raise ValueError(f"sweep.engine must be one of {ENGINES}, got {engine!r}")
     if engine == "loop":
         alone = [train_alone(table, c, schedule) for c in configs]
-        return [_result(c, loss=a["loss"], val=a["val"], params=a["params"] if keep_params else None)
+        return [_result(c, loss=a["loss"], val=a["val"], params=a["params"] if keep_params else None,
+                        probs=a["probs"] if keep_predictions else None)
                 for c, a in zip(configs, alone)]
     devices = list(devices or jax.local_devices())
     workdir = None if workdir is None else Path(workdir)
@@ -342,11 +353,13 @@ def train_sweep(
             for offset, config in enumerate(part):
                 results[members[start + offset]] = _result(
                     config, loss=losses[offset], val=_validation_metrics(table, config, probs[offset]),
-                    params=jax.tree.map(lambda a: a[offset], params) if keep_params else None)
+                    params=jax.tree.map(lambda a: a[offset], params) if keep_params else None,
+                    probs=probs[offset] if keep_predictions else None)
     return results
 
 
-def _result(config: HeadConfig, *, loss: np.ndarray, val: dict | None, params: Any = None) -> dict[str, Any]:
+def _result(config: HeadConfig, *, loss: np.ndarray, val: dict | None, params: Any = None,
+            probs: np.ndarray | None = None) -> dict[str, Any]:
     diverged = val is None or not bool(np.all(np.isfinite(loss)))
     if diverged:
         log.warning("configuration %s diverged (non-finite loss); its metrics are not shown as results",
@@ -354,4 +367,7 @@ def _result(config: HeadConfig, *, loss: np.ndarray, val: dict | None, params: A
     result = {"config": config, "loss": loss, "val": None if diverged else val, "diverged": diverged}
     if params is not None:
         result["params"] = params
+    if probs is not None:
+        drug = np.asarray(probs)[:, list(config.tasks).index("drug")].astype(np.float32)
+        result["drug_probability"] = np.full_like(drug, np.nan) if diverged else drug
     return result

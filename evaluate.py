@@ -1,0 +1,89 @@
+"""The paper's evaluation of drug-related post recognition (Yang & Luo 2016, Section 2.3).
+
+    python evaluate.py                                # Table 1 on the synthetic paper world
+    python evaluate.py split=account                  # folds by account instead of by post
+    python evaluate.py fusion.weight=0.7 threshold=0.4
+    python evaluate.py model.backbone.weights=googlenet.pth    # pretrained Inception-v1
+    python evaluate.py data=dir data.root=/path/to/ROOT name=mydata
+
+Five-fold cross-validation (data.num_folds) of the image classifiers (MLP, MT MLP on frozen
+backbone features), the text classifiers (tags, caption, both) and their late fusion;
+writes table1.md/.csv/.json, predictions.csv, roc.png, precision_recall.png,
+fusion_weights.md/.csv/.png, run.json and models/ into runs/evaluate/<name>, and prints
+Table 1 beside the paper's numbers. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from drugjax.evaluation.config import register_configs
+
+register_configs()
+
+
+def _hydra_record_writer(cfg: DictConfig):
+    """Writes Hydra's record of this run (``.hydra/``) into the run directory once the
+    checks have passed (Hydra's own writing is off: a refused run must not overwrite it)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+
+    def write(workdir: Path) -> None:
+        record = Path(workdir) / ".hydra"
+        record.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, record / "config.yaml", resolve=False)
+        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), record / "overrides.yaml")
+    return write
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the protocol per ``cfg``, print Table 1 and where the files are; returns
+    :func:`drugjax.evaluation.protocol.run`'s summary."""
+    from drugjax.data.textsafe import escape_controls
+    from drugjax.evaluation import protocol
+    from drugjax.evaluation.config import to_config
+    from drugjax.evaluation.tables import format_table1_markdown
+    from drugjax.training.config import ConfigError
+
+    for name in ("absl", "jax"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    config = to_config(cfg)
+    workdir = config.workdir
+    if workdir is None:
+        if not HydraConfig.initialized():
+            raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
+        workdir = HydraConfig.get().runtime.output_dir
+    out = protocol.run(config, workdir, on_start=_hydra_record_writer(cfg))
+    counts, seconds = out["counts"], out["seconds"]
+    print(f"Table 1 ({counts['posts']} posts, {counts['positives']} drug-related; {config.data.num_folds} folds "
+          f"by {config.split}; {seconds['total']:.0f} s)\n", flush=True)
+    print(format_table1_markdown(out["table1"]), flush=True)
+    print(f"wrote {', '.join(sorted(p.name for p in out['files'].values()))} in {escape_controls(workdir)}", flush=True)
+    return out
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base=None)
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: user errors end in one ``error:`` line and exit status 1."""
+    from drugjax.data.builders import BuildError
+    from drugjax.data.textsafe import escape_controls
+    from drugjax.models.weights import WeightsError
+    from drugjax.training.config import ConfigError
+
+    try:
+        run(cfg)
+    except (ConfigError, BuildError, WeightsError, FileNotFoundError) as e:
+        message = str(e) if isinstance(e, BuildError) else escape_controls(e)  # BuildError escapes its data itself
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
