@@ -16,7 +16,9 @@ reports (tags-only naive Bayes, Table 1: accuracy 82.2 %, F1 0.65):
 * web positives vs web negatives by an image-noise statistic (median absolute Laplacian)
   and by file size (needs ``--root``: the images must exist);
 * vocabulary size: distinct tags, share of distinct captions;
-* tags-only and caption-only tf-idf + multinomial naive Bayes.
+* tags-only and caption-only tf-idf + multinomial naive Bayes;
+* the leak of random post splits: text NB on labelled timeline posts with folds by post
+  and by account (``drugjax.data.folds``).
 
 AUCs of single statistics are reported in the direction that separates best (0.5 = no
 information, 1.0 = a perfect shortcut). Cross-validation: stratified 5-fold, seed 0.
@@ -39,7 +41,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import MultinomialNB
 
-from drugjax.data import load_accounts, load_posts, load_web, read_image, synthetic
+from drugjax.data import folds, load_accounts, load_posts, load_web, read_image, synthetic
 from drugjax.data.schema import hour_of_day
 
 FOLDS = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -123,6 +125,30 @@ def text_probe(posts: list[dict]) -> dict:
     return out
 
 
+def split_probe(timelines: dict[str, list[dict]]) -> dict:
+    """The leak of post splits: text NB on labelled timeline posts, folds by post vs by account.
+
+    An account's posts share a pasted tag wall, contacts and habits; with folds by post the
+    model meets the account in training and recognises it.
+    """
+    tl = [p for posts in timelines.values() for p in posts if p.get("drug") is not None]
+    y = np.array([p["drug"] for p in tl])
+    if len(tl) < 50 or len(set(y.tolist())) < 2:
+        return {}
+    docs = np.array([" ".join(p["tags"]) + " " + p["caption"] for p in tl], object)
+    out = []
+    for split in ("post", "account"):
+        fold = np.array(folds(tl, 5, split=split, seed=0))
+        p = np.zeros(len(y))
+        for f in range(5):
+            tr, te = fold != f, fold == f
+            vec = TfidfVectorizer(max_features=3000, token_pattern=r"\S+")
+            m = MultinomialNB().fit(vec.fit_transform(docs[tr]), y[tr])
+            p[te] = m.predict_proba(vec.transform(docs[te]))[:, 1]
+        out.append(roc_auc_score(y, p))
+    return {"timeline text NB AUC, folds by post / by account": tuple(out)}
+
+
 def username_probe(posts: list[dict]) -> dict:
     y = np.array([p["drug"] for p in posts])
     names = np.array([p["account"] for p in posts], object)
@@ -181,6 +207,7 @@ def run(posts, web, accounts, timelines, root: Path | None, sample: int) -> dict
     out.update(timeline_query_probe(timelines))
     out.update(text_probe(posts))
     out.update(username_probe(posts))
+    out.update(split_probe(timelines))
     if root is not None and web:
         out.update(image_probe(root, web, sample))
     return out

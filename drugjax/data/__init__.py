@@ -5,6 +5,7 @@
 ``python -m drugjax.data validate ROOT`` reports every rejected record.
 """
 
+from drugjax.data.folds import folds
 from drugjax.data.schema import (
     ImageError,
     Loaded,
@@ -21,6 +22,7 @@ __all__ = [
     "Loaded",
     "Rejection",
     "fold_of",
+    "folds",
     "load_accounts",
     "load_posts",
     "load_web",

@@ -562,8 +562,8 @@ FILTERS: tuple[str, ...] = ("none", "warm", "cool", "sepia", "mono", "vivid", "f
 _FILTER_P = (0.3, 0.15, 0.15, 0.1, 0.05, 0.15, 0.1)
 # Instagram's feed aspect ratios (width / height) from 4:5 portrait to 1.91:1 landscape, and
 # how often each is chosen; every image, of every style, draws from the same list.
-ASPECTS: tuple[float, ...] = (1.0, 0.8, 0.75, 1.33, 1.5, 1.91)
-ASPECT_P: tuple[float, ...] = (0.5, 0.2, 0.05, 0.1, 0.07, 0.08)
+ASPECTS: tuple[float, ...] = (1.0, 0.8, 1.33, 1.5, 1.91)
+ASPECT_P: tuple[float, ...] = (0.5, 0.25, 0.1, 0.07, 0.08)
 
 
 class Look:
