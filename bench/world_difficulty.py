@@ -1,0 +1,107 @@
+"""How hard is a world? Text and image proxies (not drugjax's models) on a written ROOT.
+
+    python bench/world_difficulty.py ROOT [--split post|account]
+
+Proxies a researcher can run in minutes on a CPU:
+
+* text: tf-idf + multinomial naive Bayes on the tags, the caption, and both;
+* image: colour and gradient histograms of the picture + gradient boosting, trained on
+  the labelled posts only, on posts + web images, and on web images only (scored on the
+  posts: does web supervision transfer to Instagram pictures, or does it teach a style?);
+* late fusion: the mean of the text (tags + caption) and image (posts + web) probabilities.
+
+Cross-validation: 5 folds of ``drugjax.data.folds`` (by post, the paper's protocol, or by
+account), decision threshold 0.5. Web images are only ever added to training folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.naive_bayes import MultinomialNB
+
+from drugjax.data import folds, load_posts, load_web
+
+
+def image_features(path: Path) -> np.ndarray:
+    """Global colour and gradient statistics of a picture, size-independent (resized to 64 px)."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB").resize((64, 64), Image.BILINEAR)
+        hsv = np.asarray(rgb.convert("HSV"), np.float32) / 255.0
+    x = np.asarray(rgb, np.float32) / 255.0
+    feats = [np.histogram(x[..., c], 16, (0, 1))[0] for c in range(3)]
+    hue, sat, val = hsv[..., 0].ravel(), hsv[..., 1].ravel(), hsv[..., 2].ravel()
+    feats.append(np.histogram2d(hue, sat, (12, 3), ((0, 1), (0, 1)))[0].ravel())
+    feats.append(np.histogram(val, 8, (0, 1))[0])
+    g = x.mean(-1)
+    gx, gy = np.diff(g, axis=1)[:-1], np.diff(g, axis=0)[:, :-1]
+    mag, ang = np.hypot(gx, gy).ravel(), np.arctan2(gy, gx).ravel()
+    feats.append(np.histogram(mag, 10, (0, 0.5))[0])
+    feats.append(np.histogram(ang, 8, (-np.pi, np.pi), weights=mag)[0] * 100)
+    return np.concatenate([f.astype(np.float32) / 4096 for f in feats])
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float, float, float]:
+    pred = p >= 0.5
+    return (100 * accuracy_score(y, pred), 100 * precision_score(y, pred, zero_division=0),
+            100 * recall_score(y, pred), f1_score(y, pred), roc_auc_score(y, p))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root")
+    ap.add_argument("--split", default="post", choices=("post", "account"))
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    t0 = time.perf_counter()
+    posts = [p for p in load_posts(root, decode_images=False).records if p["image"]]
+    web = load_web(root, decode_images=False).records
+    y = np.array([p["drug"] for p in posts])
+    fold = np.array(folds(posts, 5, split=args.split, seed=0))
+    rows: dict[str, np.ndarray] = {}
+
+    docs = {"tags": [" ".join(p["tags"]) for p in posts], "caption": [p["caption"] for p in posts]}
+    docs["tags + caption"] = [t + " " + c for t, c in zip(docs["tags"], docs["caption"])]
+    for name, d in docs.items():
+        d = np.array(d, object)
+        p = np.zeros(len(y))
+        for f in range(5):
+            tr, te = fold != f, fold == f
+            vec = TfidfVectorizer(max_features=1000, token_pattern=r"\S+" if name == "tags" else r"(?u)\b\w\w+\b")
+            p[te] = MultinomialNB().fit(vec.fit_transform(d[tr]), y[tr]).predict_proba(vec.transform(d[te]))[:, 1]
+        rows[f"text: {name} (tf-idf + NB)"] = p
+
+    xp = np.stack([image_features(root / p["image"]) for p in posts])
+    xw = np.stack([image_features(root / w["image"]) for w in web])
+    yw = np.array([int(w["class"] != "negative") for w in web])
+    model = lambda: HistGradientBoostingClassifier(max_iter=200, random_state=0)  # noqa: E731
+    only, both = np.zeros(len(y)), np.zeros(len(y))
+    for f in range(5):
+        tr, te = fold != f, fold == f
+        only[te] = model().fit(xp[tr], y[tr]).predict_proba(xp[te])[:, 1]
+        both[te] = model().fit(np.concatenate([xp[tr], xw]), np.concatenate([y[tr], yw])).predict_proba(xp[te])[:, 1]
+    rows["image: histograms + GBDT, posts only"] = only
+    rows["image: same, posts + web"] = both
+    rows["image: same, web only (scored on all posts)"] = model().fit(xw, yw).predict_proba(xp)[:, 1]
+    rows["late fusion 50/50: text (tags + caption) and image (posts + web)"] = (
+        rows["text: tags + caption (tf-idf + NB)"] + both) / 2
+
+    print(f"# world difficulty: {root}; {len(posts)} posts, {len(web)} web images; folds by {args.split}; "
+          f"{time.perf_counter() - t0:.0f} s")
+    print("| proxy | acc | prec | rec | F1 | AUC |\n|---|---|---|---|---|---|")
+    for name, p in rows.items():
+        acc, prec, rec, f1, auc = scores(y, p)
+        print(f"| {name} | {acc:.1f} | {prec:.1f} | {rec:.1f} | {f1:.2f} | {auc:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
