@@ -2,16 +2,23 @@
 
 Each image is drawn from its own seed, so images can be drawn in any order or in parallel
 and still come out byte-identical. Shapes are drawn with Pillow at twice the target size
-and reduced (cheap anti-aliasing); textures, colour filters and noise are numpy.
+on a square canvas, cropped to the picture's aspect ratio around the object and reduced
+(cheap anti-aliasing); textures, colour filters and noise are numpy. Text (price menus,
+chats, memes) uses Pillow's bundled scalable font, the same glyphs on every machine.
 
 Two styles share the same object drawers, so what a model learns from one transfers to
-the other, yet they differ the way the paper's Figure 4 shows:
+the other:
 
-* ``instagram``: cluttered, textured backgrounds (tables, rooms, fabric), objects small and
-  off-centre, phone-camera colour filters, vignetting, blur and sensor noise;
-* ``web``: clean white product-shot backgrounds (35 % are photos in a real setting
-  instead), large centred objects, pill-chart grids, semi-transparent stock-photo
-  watermarks, no phone filter.
+* ``instagram`` (a phone photo): a room or table background with uneven light, mottled
+  texture, clutter and soft focus, objects smaller and off-centre, phone-camera colour
+  filters, vignetting, camera blur and sensor noise; an account's :class:`Look` (its
+  favourite filter, background and framing) is followed by most of its pictures;
+* ``web`` (a product or stock shot): clean white backgrounds (35 % are photos in a real
+  setting instead), large centred objects, pill-identification charts, semi-transparent
+  stock-photo watermarks, no phone filter.
+
+Which pictures get which style is the generator's choice (``synthetic``): both styles
+appear among web positives and web negatives, so style says nothing about the label.
 """
 
 from __future__ import annotations
