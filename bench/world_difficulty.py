@@ -1,6 +1,7 @@
 """How hard is a world? Text and image proxies (not drugjax's models) on a written ROOT.
 
     python bench/world_difficulty.py ROOT [--split post|account]
+    python bench/world_difficulty.py ROOT --test TEST_ROOT   # train on ROOT, score TEST_ROOT (e.g. deploy)
 
 Proxies a researcher can run in minutes on a CPU:
 
@@ -12,6 +13,9 @@ Proxies a researcher can run in minutes on a CPU:
 
 Cross-validation: 5 folds of ``drugjax.data.folds`` (by post, the paper's protocol, or by
 account), decision threshold 0.5. Web images are only ever added to training folds.
+With ``--test`` there are no folds: every proxy is trained on all of ROOT (its posts, and
+its web images where the proxy uses them) and scored on TEST_ROOT's posts -- e.g. a model
+fitted at the paper's 26 % prevalence, tested at deployment's 5 % (preset ``deploy``).
 """
 
 from __future__ import annotations
@@ -59,13 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root")
     ap.add_argument("--split", default="post", choices=("post", "account"))
+    ap.add_argument("--test", help="train on ROOT, score the posts of this ROOT instead of cross-validating")
     args = ap.parse_args(argv)
     root = Path(args.root)
     t0 = time.perf_counter()
     posts = [p for p in load_posts(root, decode_images=False).records if p["image"]]
     web = load_web(root, decode_images=False).records
+    if args.test:
+        test_root = Path(args.test)
+        test = [p for p in load_posts(test_root, decode_images=False).records if p["image"]]
+        # one "fold": train on every ROOT post, test on every TEST_ROOT post
+        posts, fold = posts + test, np.array([1] * len(posts) + [0] * len(test))
+        roots = [root] * (len(posts) - len(test)) + [test_root] * len(test)
+        n_folds, scored = 1, fold == 0
+    else:
+        fold = np.array(folds(posts, 5, split=args.split, seed=0))
+        roots = [root] * len(posts)
+        n_folds, scored = 5, np.ones(len(posts), bool)
     y = np.array([p["drug"] for p in posts])
-    fold = np.array(folds(posts, 5, split=args.split, seed=0))
     rows: dict[str, np.ndarray] = {}
 
     docs = {"tags": [" ".join(p["tags"]) for p in posts], "caption": [p["caption"] for p in posts]}
@@ -73,18 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, d in docs.items():
         d = np.array(d, object)
         p = np.zeros(len(y))
-        for f in range(5):
+        for f in range(n_folds):
             tr, te = fold != f, fold == f
             vec = TfidfVectorizer(max_features=1000, token_pattern=r"\S+" if name == "tags" else r"(?u)\b\w\w+\b")
             p[te] = MultinomialNB().fit(vec.fit_transform(d[tr]), y[tr]).predict_proba(vec.transform(d[te]))[:, 1]
         rows[f"text: {name} (tf-idf + NB)"] = p
 
-    xp = np.stack([image_features(root / p["image"]) for p in posts])
+    xp = np.stack([image_features(r / p["image"]) for r, p in zip(roots, posts)])
     xw = np.stack([image_features(root / w["image"]) for w in web])
     yw = np.array([int(w["class"] != "negative") for w in web])
     model = lambda: HistGradientBoostingClassifier(max_iter=200, random_state=0)  # noqa: E731
     only, both = np.zeros(len(y)), np.zeros(len(y))
-    for f in range(5):
+    for f in range(n_folds):
         tr, te = fold != f, fold == f
         only[te] = model().fit(xp[tr], y[tr]).predict_proba(xp[te])[:, 1]
         both[te] = model().fit(np.concatenate([xp[tr], xw]), np.concatenate([y[tr], yw])).predict_proba(xp[te])[:, 1]
@@ -93,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     rows["image: same, web only (scored on all posts)"] = model().fit(xw, yw).predict_proba(xp)[:, 1]
     rows["late fusion 50/50: text (tags + caption) and image (posts + web)"] = (
         rows["text: tags + caption (tf-idf + NB)"] + both) / 2
+    y = y[scored]
+    rows = {k: v[scored] for k, v in rows.items()}
 
-    print(f"# world difficulty: {root}; {len(posts)} posts, {len(web)} web images; folds by {args.split}; "
+    how = f"trained on ROOT, tested on {args.test}" if args.test else f"folds by {args.split}"
+    print(f"# world difficulty: {root}; {len(y)} posts scored, {len(web)} web images; {how}; "
           f"{time.perf_counter() - t0:.0f} s")
     print("| proxy | acc | prec | rec | F1 | AUC |\n|---|---|---|---|---|---|")
     for name, p in rows.items():
