@@ -581,12 +581,14 @@ class Look:
     """
 
     def __init__(self, seed: Sequence[int] | None):
-        r = np.random.default_rng(list(seed) if seed is not None else None)
-        self.active = seed is not None
-        self.filter = str(r.choice(FILTERS, p=_FILTER_P))
-        self.hue, self.sat, self.val = r.random(), r.uniform(0.05, 0.5), r.uniform(0.2, 0.9)
-        self.table = bool(r.random() < 0.4)
-        self.framing = float(r.uniform(0.85, 1.15))
+        self.active = seed is not None  # None: no habit, every picture draws its own
+        self.filter, self.hue, self.sat, self.val, self.table, self.framing = "none", 0.0, 0.0, 0.0, False, 1.0
+        if seed is not None:
+            r = np.random.default_rng(list(seed))
+            self.filter = str(r.choice(FILTERS, p=_FILTER_P))
+            self.hue, self.sat, self.val = r.random(), r.uniform(0.05, 0.5), r.uniform(0.2, 0.9)
+            self.table = bool(r.random() < 0.4)
+            self.framing = float(r.uniform(0.85, 1.15))
 
 
 LOOK_KEPT = 0.75
@@ -754,8 +756,7 @@ def render(
     kw = {"menu": menu} if content == "screenshot" else {}
     cx = cy = W / 2
     if insta:
-        framing = habit.framing if habit.active else 1.0
-        s = short * rng.uniform(0.55, 0.8) * framing * (1 - 0.4 * clutter * rng.random())
+        s = short * rng.uniform(0.55, 0.8) * habit.framing * (1 - 0.4 * clutter * rng.random())
         s = max(s, short * min_object)
         cx = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
         cy = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
