@@ -804,6 +804,15 @@ def plan(
     return _plan_world(preset, seed, image_size, knobs).records
 
 
+def plan_images(preset: str = "small", seed: int = 0, image_size: int = 96, **knobs: Any) -> dict[str, ImageJob]:
+    """The pictures :func:`generate` would draw, by path relative to ROOT, without drawing them.
+
+    ``draw_job(job)`` draws one; ``draw.save_jpeg(array, file, job.quality)`` encodes it to
+    the bytes ``generate`` writes (e.g. for probes on a sample, without writing a world).
+    """
+    return {job.rel: job for job in _plan_world(preset, seed, image_size, knobs).jobs}
+
+
 def generate(
     out: str | Path,
     preset: str = "small",
