@@ -823,8 +823,3 @@ def repost(arr: np.ndarray, seed: Sequence[int]) -> np.ndarray:
 def save_jpeg(arr: np.ndarray, path, quality: int) -> None:
     """Write a baseline JPEG deterministically (no timestamps, no EXIF, fixed settings)."""
     Image.fromarray(arr).save(path, format="JPEG", quality=int(quality), optimize=False, progressive=False)
-
-
-def save_png(arr: np.ndarray, path) -> None:
-    """Write a PNG deterministically (Pillow writes no timestamps or other varying chunks)."""
-    Image.fromarray(arr).save(path, format="PNG", compress_level=6)

@@ -528,7 +528,7 @@ class _World:
             self.jobs.append(job)
         else:
             content, menu = _image_content(r, cfg, drug, cls)
-            meme = str(t.pick(draw.MEME_LINES)) if r.random() < cfg.meme and content not in ("screenshot",) else None
+            meme = str(t.pick(draw.MEME_LINES)) if r.random() < cfg.meme and content != "screenshot" else None
             blatant = drug and content in draw.DRUG_CONTENTS
             job = self.image(image_rel, content, "instagram", stream, index, menu=menu, text=meme,
                              look=self.look(account), min_object=cfg.min_object if blatant else 0.0)
@@ -695,7 +695,7 @@ class _World:
 
     # ---- web images
     def web(self) -> list[dict]:
-        cfg, r, t = self.cfg, self.rng, self.text
+        cfg, r = self.cfg, self.rng
         out = []
         i = 0
         for cls, n in zip(("weed", "pills", "syrup", "negative"), cfg.n_web):
