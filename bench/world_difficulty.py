@@ -9,7 +9,12 @@ Proxies a researcher can run in minutes on a CPU:
 * image: colour and gradient histograms of the picture + gradient boosting, trained on
   the labelled posts only, on posts + web images, and on web images only (scored on the
   posts: does web supervision transfer to Instagram pictures, or does it teach a style?);
-* late fusion: the mean of the text (tags + caption) and image (posts + web) probabilities.
+* late fusion: the mean of the text (tags + caption) and image (posts + web) probabilities;
+* dealer detection (paper Sec. 4): logistic regression on the account features P, H1-H4,
+  R1-R3, E, standardised, balanced class weights, stratified 5-fold CV, F1 against each
+  expert -- with P (and the hours) from the labelled sample of each timeline, and from the
+  tags + caption classifier trained on ROOT's posts and applied to every timeline post
+  (the paper's way).
 
 Cross-validation: 5 folds of ``drugjax.data.folds`` (by post, the paper's protocol, or by
 account), decision threshold 0.5. Web images are only ever added to training folds.
@@ -21,6 +26,7 @@ fitted at the paper's 26 % prevalence, tested at deployment's 5 % (preset ``depl
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,10 +35,19 @@ import numpy as np
 from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from drugjax.data import folds, load_posts, load_web
+from drugjax.data import folds, load_accounts, load_posts, load_web
+from drugjax.data.schema import hour_of_day
+
+# Transaction evidence in a bio or a comment (the paper's E): payment, shipping, contacts.
+EVIDENCE = re.compile(r"dm (to|for)|text \(?\d|call/text|cashapp|\$[a-z]|venmo|paypal|btc|ship|wickr|telegram|t\.me"
+                      r"|whatsapp|signal \d|menu|delivery|serious buyers|prices in dm", re.IGNORECASE)
 
 
 def image_features(path: Path) -> np.ndarray:
@@ -57,6 +72,50 @@ def scores(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float, float, fl
     pred = p >= 0.5
     return (100 * accuracy_score(y, pred), 100 * precision_score(y, pred, zero_division=0),
             100 * recall_score(y, pred), f1_score(y, pred), roc_auc_score(y, p))
+
+
+def account_features(account: dict, drug_of) -> list[float]:
+    """P, H1-H4, R1-R3, E of one account; drug_of(post) is 1, 0 or None (unknown)."""
+    known = [(p, drug_of(p)) for p in account["timeline"]]
+    known = [(p, d) for p, d in known if d is not None]
+    drug = [p for p, d in known if d == 1]
+    share = len(drug) / len(known) if known else 0.0
+    hours = np.zeros(4)
+    for p in drug:
+        hours[hour_of_day(p["timestamp"]) // 6] += 1  # midnight, morning, afternoon, late night
+    hours = hours / max(len(drug), 1)
+    followers, following = account["followers"], account["following"]
+    text = account["bio"] + " " + " ".join(c for p in account["timeline"] for c in p["comments"])
+    return [share, *hours, np.log1p(followers), np.log1p(following), np.log((following + 1) / (followers + 1)),
+            float(bool(EVIDENCE.search(text)))]
+
+
+def dealer_f1(x: np.ndarray, y: np.ndarray) -> float:
+    """Stratified 5-fold F1 of a balanced, standardised logistic regression."""
+    pred = np.zeros(len(y), bool)
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        m = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
+        pred[te] = m.fit(x[tr], y[tr]).predict(x[te]).astype(bool)
+    return f1_score(y, pred)
+
+
+def dealer_rows(root: Path, posts: list[dict], y: np.ndarray) -> list[tuple[str, float, float]]:
+    accounts = load_accounts(root, decode_images=False).records
+    if len(accounts) < 10:
+        return []
+    docs = lambda recs: [" ".join(p["tags"]) + " " + p["caption"] for p in recs]  # noqa: E731
+    vec = TfidfVectorizer(max_features=1000)
+    nb = MultinomialNB().fit(vec.fit_transform(docs(posts)), y)
+    timeline = [p for a in accounts for p in a["timeline"]]
+    flagged = dict(zip((p["id"] for p in timeline), nb.predict(vec.transform(docs(timeline))) if timeline else []))
+    e1 = np.array([a["expert1"] for a in accounts])
+    e2 = np.array([a["expert2"] for a in accounts])
+    rows = []
+    for name, drug_of in (("P from the labelled sample of each timeline", lambda p: p["drug"]),
+                          ("P from the text classifier on every timeline post", lambda p: int(flagged[p["id"]]))):
+        x = np.array([account_features(a, drug_of) for a in accounts])
+        rows.append((name, dealer_f1(x, e1), dealer_f1(x, e2)))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, p in rows.items():
         acc, prec, rec, f1, auc = scores(y, p)
         print(f"| {name} | {acc:.1f} | {prec:.1f} | {rec:.1f} | {f1:.2f} | {auc:.3f} |")
+    if not args.test:  # every post of ROOT trains the text classifier for P
+        rows_d = dealer_rows(root, posts, y)
+        if rows_d:
+            print("\n| dealer detection (LR on P, H1-H4, R1-R3, E; 5-fold) | F1 expert 1 | F1 expert 2 |\n|---|---|---|")
+            for name, f1a, f1b in rows_d:
+                print(f"| {name} | {f1a:.2f} | {f1b:.2f} |")
     return 0
 
 
