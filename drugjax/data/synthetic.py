@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -217,6 +218,27 @@ class _Text:
         self.rng = rng
         self.cfg = cfg
         self.walls: dict[str, list[str]] = {}
+        # An account keeps its phone number, handle and link from post to post (and in its
+        # bio), as real sellers and businesses do; ``speaking_as`` says whose text is drawn.
+        self.contacts: dict[str, dict[str, str]] = {}
+        self.speaker: str | None = None
+
+    @contextlib.contextmanager
+    def speaking_as(self, account: str) -> Iterator[None]:
+        self.speaker = account
+        try:
+            yield
+        finally:
+            self.speaker = None
+
+    def own(self, kind: str, make: Callable[[], str]) -> str:
+        """The speaker's own contact of this kind (made on first use), or a fresh one."""
+        if self.speaker is None:
+            return make()
+        mine = self.contacts.setdefault(self.speaker, {})
+        if kind not in mine:
+            mine[kind] = make()
+        return mine[kind]
 
     def pick(self, seq: Sequence[Any]) -> Any:
         return seq[int(self.rng.integers(len(seq)))]
@@ -251,10 +273,10 @@ class _Text:
                 "n": lambda: str(int(self.rng.integers(2, 100))),
                 "price": lambda: f"${int(self.rng.integers(1, 60)) * 5}",
                 "cta": lambda: self.fill(self.pick(vocab.CTA)),
-                "phone": self.phone,
-                "intl": self.intl,
-                "handle": self.handle,
-                "link": self.link,
+                "phone": lambda: self.own("phone", self.phone),
+                "intl": lambda: self.own("intl", self.intl),
+                "handle": lambda: self.own("handle", self.handle),
+                "link": lambda: self.own("link", self.link),
                 "city": lambda: self.pick(vocab.CITIES),
                 "place": lambda: self.pick(vocab.GENERIC_CAPTION["place"]),
             }[key]()
@@ -542,16 +564,19 @@ class _World:
             u = r.random()
             kind = "explicit" if u < cfg.neg_text_explicit else (
                 "innocent" if u < 0.33 else ("business" if u < 0.4 else ("generic" if u < 0.75 else "vague")))
-        caption = t.caption(kind, cls, query)
-        if r.random() < contact:
-            caption += " " + t.fill(t.pick(vocab.CTA))
+        with t.speaking_as(account):
+            caption = t.caption(kind, cls, query)
+            if r.random() < contact:
+                caption += " " + t.fill(t.pick(vocab.CTA))
+            tags = t.tags(query, drug, cls, account, wall_p, scene_account)
+            comments = t.comments(0.3 if drug else 0.06, evidence)
         post = {
             "id": pid,
             "account": account,
             "image": job.rel,
             "caption": caption,
-            "tags": t.tags(query, drug, cls, account, wall_p, scene_account),
-            "comments": t.comments(0.3 if drug else 0.06, evidence),
+            "tags": tags,
+            "comments": comments,
             "timestamp": _timestamp(r, clock, night_p),
             "query": query or "",
             "drug": int(drug),
@@ -577,7 +602,8 @@ class _World:
             following = int(round(followers * math.exp(r.normal(*cfg.log_following_ratio[d]))))
             bio_ev = bool(r.random() < cfg.bio_evidence[d])
             com_ev = bool(r.random() < cfg.comment_evidence[d])
-            bio = t.fill(t.pick(vocab.BIO_EVIDENCE if bio_ev else vocab.BIO_PLAIN))
+            with t.speaking_as(name):
+                bio = t.fill(t.pick(vocab.BIO_EVIDENCE if bio_ev else vocab.BIO_PLAIN))
             clock = self.clock()
             self.clocks[name] = clock
             classes = r.dirichlet([0.6, 0.6, 0.6])
