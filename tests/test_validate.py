@@ -144,3 +144,38 @@ def test_control_characters_from_the_data_never_reach_the_terminal(tmp_path, cap
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b[2J" in out
 
+
+def test_old_and_new_synthetic_worlds_both_validate(tmp_path):
+    """Version 4 extended the format (JPEGs, empty timeline queries, unlabelled timeline
+    posts); a version-3-shaped world (square PNGs, every timeline post labelled and with a
+    query) must still validate clean."""
+    from PIL import Image
+
+    from drugjax.data.synthetic import generate
+
+    root = generate(tmp_path / "w", preset="tiny", seed=5, image_size=24)
+    assert not validate(root).rejections
+
+    def to_v3(rec: dict) -> dict:
+        if rec.get("image"):
+            png = rec["image"].replace(".jpg", ".png")
+            with Image.open(root / rec["image"]) as im:
+                side = min(im.size)
+                im.convert("RGB").crop((0, 0, side, side)).save(root / png)
+            (root / rec["image"]).unlink()
+            rec["image"] = png
+        if rec.get("query") == "":
+            rec["query"] = "weed"
+        if "drug" in rec and rec["drug"] is None:
+            rec["drug"] = 0
+        return rec
+
+    for path in [root / "posts.jsonl", root / "web.jsonl", *sorted((root / "timelines").iterdir())]:
+        recs = [to_v3(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    assert not list(root.rglob("*.jpg"))
+    report = validate(root)
+    assert not report.rejections and not report.oddities
+    assert len(report.posts.records) == 40
+    timeline = [p for a in report.accounts.records for p in a["timeline"]]
+    assert timeline and all(p["query"] == "weed" and p["drug"] in (0, 1) for p in timeline)

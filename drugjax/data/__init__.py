@@ -8,6 +8,7 @@
 (``python -m drugjax.data import-instaloader / export-unlabelled / label``).
 """
 
+from drugjax.data.folds import folds
 from drugjax.data.schema import (
     ImageError,
     Loaded,
@@ -24,6 +25,7 @@ __all__ = [
     "Loaded",
     "Rejection",
     "fold_of",
+    "folds",
     "load_accounts",
     "load_posts",
     "load_web",

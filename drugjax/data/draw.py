@@ -2,26 +2,34 @@
 
 Each image is drawn from its own seed, so images can be drawn in any order or in parallel
 and still come out byte-identical. Shapes are drawn with Pillow at twice the target size
-and reduced (cheap anti-aliasing); textures, colour filters and noise are numpy.
+on a square canvas, cropped to the picture's aspect ratio around the object and reduced
+(cheap anti-aliasing); textures, colour filters and noise are numpy. Text (price menus,
+chats, memes) uses Pillow's bundled scalable font, the same glyphs on every machine.
 
 Two styles share the same object drawers, so what a model learns from one transfers to
-the other, yet they differ the way the paper's Figure 4 shows:
+the other:
 
-* ``instagram``: cluttered, textured backgrounds (tables, rooms, fabric), objects small and
-  off-centre, phone-camera colour filters, vignetting, blur and sensor noise;
-* ``web``: clean white product-shot backgrounds (35 % are photos in a real setting
-  instead), large centred objects, pill-chart grids, semi-transparent stock-photo
-  watermarks, no phone filter.
+* ``instagram`` (a phone photo): a room or table background with uneven light, mottled
+  texture, clutter and soft focus, objects smaller and off-centre, phone-camera colour
+  filters, vignetting, camera blur and sensor noise; an account's :class:`Look` (its
+  favourite filter, background and framing) is followed by most of its pictures;
+* ``web`` (a product or stock shot): clean white backgrounds (35 % are photos in a real
+  setting instead), large centred objects, pill-identification charts, semi-transparent
+  stock-photo watermarks, no phone filter.
+
+Which pictures get which style is the generator's choice (``synthetic``): both styles
+appear among web positives and web negatives, so style says nothing about the label.
 """
 
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # Contents that show a drug ...
 DRUG_CONTENTS: tuple[str, ...] = ("weed_leaf", "weed_bud", "joint", "pills", "syrup_cup", "syrup_bottle")
@@ -348,35 +356,104 @@ def _money(d, rng, cx, cy, s) -> None:
         d.polygon(_rot(_ellipse_pts(s * 0.13, s * 0.15, 10), a, x, y), fill=_darker(base, 0.75))
 
 
+# Lines of the pictures' text. Dealers' price menus name drugs and prices; everybody
+# else screenshots chats, notes and restaurant menus (prices too), and memes.
+MENU_ITEMS = {
+    "weed": ("ZAZA", "GELATO", "RUNTZ", "OG KUSH", "GAS", "EXOTIC", "CARTS", "PREROLLS", "WAX", "MOONROCKS"),
+    "pills": ("XANAX 2MG", "BARS", "PERC 30", "M30", "ADDY 30", "OXY 80", "ROXY", "MOLLY", "HULKS"),
+    "syrup": ("ACT", "TRIS", "WOCK", "HI-TECH", "LEAN", "CODEINE", "PROMETH"),
+}
+MENU_UNITS = {"weed": ("3.5G", "7G", "14G", "1OZ", "QP", "1G"), "pills": ("EA", "x10", "x100", "x20", "2MG"),
+              "syrup": ("4OZ", "8OZ", "16OZ", "PINT", "SEALED")}
+FOOD_ITEMS = ("TACOS", "BURRITO", "NACHOS", "LATTE", "MATCHA", "WINGS", "PIZZA", "SALAD", "SMOOTHIE", "CAKE",
+              "LEMONADE", "GRAPE SODA", "BOBA", "FRIES", "BAGEL")
+MENU_TITLES = ("MENU", "TODAY ONLY", "PRICES", "RESTOCK", "DROP", "SPECIALS", "NEW", "TAP IN")
+CHAT_LINES = ("u up?", "omw", "lol ok", "where u at", "5 min", "bet", "send pics", "happy bday!!", "k",
+              "did u see this", "call me", "lmaooo", "meet at the spot", "cashapp sent", "how much",
+              "tmrw?", "love u", "dinner at 8", "same", "🔌 said 10", "wyd", "pull up", "good night")
+MEME_LINES = ("MONDAY MOOD", "ME AT 3AM", "NOBODY:", "WHEN THE WIFI DIES", "POV: THE WEEKEND",
+              "WHEN THE PLUG SAYS 5 MIN", "ME AFTER ONE SIP", "DON'T TALK TO ME", "WHEN THE BEAT DROPS",
+              "MY BANK ACCOUNT", "GYM TIME", "TAG SOMEONE", "ON GOD", "STAY HIGH", "TRUST THE PROCESS")
+# Small drawn pictures standing in for emoji at the start of a menu line.
+_ICON_FOR = {"weed": "weed_leaf", "pills": "pills", "syrup": "syrup_cup"}
+
+
+@functools.lru_cache(maxsize=64)
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled scalable font: the same glyphs on every machine, so the same bytes."""
+    return ImageFont.load_default(size=max(6, px))
+
+
 def _screenshot(d, rng, cx, cy, s, menu: bool = False) -> None:
-    """A phone screenshot (chat, notes, a price menu): rows of text-like bars."""
+    """A phone screenshot with legible text: a dealer's price menu, a chat, a note, a food menu."""
     dark = rng.random() < 0.3
     bg = (18, 18, 22) if dark else (250, 250, 250)
     ink = (225, 225, 225) if dark else (40, 40, 40)
     W = d.im.size[0]
     d.rectangle([0, 0, W, W], fill=bg)
     d.rectangle([0, 0, W, W * 0.08], fill=_jitter(rng, (60, 60, 70) if dark else (235, 235, 240), 8))
-    y = W * 0.13
-    while y < W * 0.95:
-        if rng.random() < 0.35:  # chat bubble
+    font = _font(int(W * rng.uniform(0.055, 0.075)))
+    kind = "menu" if menu else str(rng.choice(["chat", "chat", "note", "food"]))
+    y = W * 0.12
+    if kind in ("menu", "food"):
+        title = str(rng.choice(MENU_TITLES)) if kind == "menu" else str(rng.choice(("MENU", "SPECIALS", "TODAY")))
+        d.text((W * 0.06, y), title, fill=_hsv(rng.random(), 0.8, 0.9), font=_font(int(W * 0.09)))
+        y += W * 0.13
+        cls = str(rng.choice(list(MENU_ITEMS)))
+        while y < W * 0.9:
+            x = W * 0.06
+            if rng.random() < 0.7:  # an emoji-like icon
+                icon = _ICON_FOR[cls] if kind == "menu" else str(rng.choice(["food", "purple_drink", "green_food"]))
+                _DRAWERS[icon](d, rng, x + W * 0.03, y + W * 0.03, W * 0.05)
+                x += W * 0.08
+            if kind == "menu":
+                item = f"{rng.choice(MENU_ITEMS[cls])} {rng.choice(MENU_UNITS[cls])} ${int(rng.integers(5, 60)) * 5}"
+            else:
+                item = f"{rng.choice(FOOD_ITEMS)} ${int(rng.integers(2, 15))}.{int(rng.integers(0, 10))}9"
+            d.text((x, y), item, fill=ink, font=font)
+            y += W * rng.uniform(0.09, 0.12)
+        return
+    while y < W * 0.92:
+        line = str(rng.choice(CHAT_LINES))
+        if kind == "chat":
             mine = rng.random() < 0.5
-            bw = W * rng.uniform(0.3, 0.7)
+            bw = W * min(0.85, 0.12 + 0.045 * len(line))
             x0 = W * 0.95 - bw if mine else W * 0.05
-            d.rounded_rectangle([x0, y, x0 + bw, y + W * 0.09], radius=W * 0.03,
+            d.rounded_rectangle([x0, y, x0 + bw, y + W * 0.1], radius=W * 0.03,
                                 fill=(30, 130, 250) if mine else ((60, 60, 65) if dark else (228, 228, 232)))
-            y += W * 0.12
-            continue
-        x = W * 0.06
-        if rng.random() < (0.55 if menu else 0.3):  # an emoji at the start of the line
-            d.rectangle([x, y, x + W * 0.045, y + W * 0.045], fill=_hsv(rng.random(), 0.8, 0.95))
-            x += W * 0.07
-        for _ in range(int(rng.integers(2, 7))):
-            wlen = W * rng.uniform(0.04, 0.14)
-            if x + wlen > W * 0.94:
-                break
-            d.rectangle([x, y, x + wlen, y + W * 0.035], fill=ink)
-            x += wlen + W * 0.025
-        y += W * rng.uniform(0.06, 0.09)
+            d.text((x0 + W * 0.03, y + W * 0.015), line, fill=(255, 255, 255) if mine or dark else (20, 20, 20), font=font)
+            y += W * 0.13
+        else:
+            d.text((W * 0.06, y), line, fill=ink, font=font)
+            y += W * rng.uniform(0.08, 0.11)
+
+
+def _caption_on_image(im: Image.Image, rng, text: str) -> None:
+    """Meme text: white capitals with a black outline, at the top or the bottom."""
+    W, H = im.size
+    d = _Draw(im)
+    px = int(min(W, H) * rng.uniform(0.07, 0.11))
+    font = _font(px)
+    # wrap to the width (one or two lines)
+    words, lines, cur = text.split(), [], ""
+    for w in words:
+        trial = (cur + " " + w).strip()
+        if cur and d.textlength(trial, font=font) > W * 0.9:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = trial
+    lines.append(cur)
+    y = H * 0.04 if rng.random() < 0.6 else H * 0.96 - px * 1.2 * len(lines)
+    if rng.random() < 0.35:  # a white band above the picture, black text (the other meme format)
+        d.rectangle([0, 0, W, px * 1.3 * len(lines) + H * 0.05], fill=(255, 255, 255))
+        fill, stroke, y = (0, 0, 0), 0, H * 0.025
+    else:
+        fill, stroke = (255, 255, 255), max(1, px // 12)
+    for line in lines:
+        tw = d.textlength(line, font=font)
+        d.text(((W - tw) / 2, y), line, fill=fill, font=font, stroke_width=stroke, stroke_fill=(0, 0, 0))
+        y += px * 1.2
 
 
 def _selfie(d, rng, cx, cy, s) -> None:
@@ -488,14 +565,66 @@ _FULL_FRAME = {"screenshot", "landscape", "party"}
 # --------------------------------------------------------------------------- backgrounds and styles
 
 
-def _background_instagram(rng, W: int) -> Image.Image:
-    """A room or table: a textured base colour plus clutter."""
+FILTERS: tuple[str, ...] = ("none", "warm", "cool", "sepia", "mono", "vivid", "fade")
+_FILTER_P = (0.3, 0.15, 0.15, 0.1, 0.05, 0.15, 0.1)
+# Instagram's feed aspect ratios (width / height) from 4:5 portrait to 1.91:1 landscape, and
+# how often each is chosen; every image, of every style, draws from the same list.
+ASPECTS: tuple[float, ...] = (1.0, 0.8, 1.33, 1.5, 1.91)
+ASPECT_P: tuple[float, ...] = (0.5, 0.25, 0.1, 0.07, 0.08)
+
+
+class Look:
+    """An account's visual habit: its favourite filter, background colour, table and framing.
+
+    Drawn from the account's own seed, so every picture of the account shares it; each
+    picture follows it with probability ``LOOK_KEPT`` (people do not always use one filter).
+    """
+
+    def __init__(self, seed: Sequence[int] | None):
+        self.active = seed is not None  # None: no habit, every picture draws its own
+        self.filter, self.hue, self.sat, self.val, self.table, self.framing = "none", 0.0, 0.0, 0.0, False, 1.0
+        if seed is not None:
+            r = np.random.default_rng(list(seed))
+            self.filter = str(r.choice(FILTERS, p=_FILTER_P))
+            self.hue, self.sat, self.val = r.random(), r.uniform(0.05, 0.5), r.uniform(0.2, 0.9)
+            self.table = bool(r.random() < 0.4)
+            self.framing = float(r.uniform(0.85, 1.15))
+
+
+LOOK_KEPT = 0.75
+
+
+def _light_and_texture(rng, n: int) -> np.ndarray:
+    """(n, n) float field: light falling from one side plus a mottled surface (two octaves
+    of smooth noise) -- the unevenness that makes a background look photographed."""
+    ang = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+    field = (xx * math.cos(ang) + yy * math.sin(ang)) * rng.uniform(10, 60)
+    for cells, amp in ((int(rng.integers(3, 7)), rng.uniform(4, 16)), (int(rng.integers(12, 30)), rng.uniform(2, 9))):
+        small = rng.normal(0, 1, (cells, cells)).astype(np.float32)
+        field += np.asarray(Image.fromarray(small, "F").resize((n, n), Image.BICUBIC), np.float32) * amp
+    return field
+
+
+def _background_instagram(rng, W: int, look: Look) -> Image.Image:
+    """A room or table: a textured base colour with light and mottling, clutter, soft focus.
+
+    A background needs no fine detail: it is drawn at half the canvas size (its light and
+    texture on a grid of a quarter) and enlarged once, which halves the cost of a picture.
+    """
+    full, W = W, max(8, W // 2)
     k = int(rng.integers(2, 7))
-    base = np.array(_hsv(rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.2, 0.9)), np.float32)
+    own = look.active and rng.random() < LOOK_KEPT
+    hue, sat, val = (look.hue + rng.normal(0, 0.03), look.sat, look.val) if own else (
+        rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.2, 0.9))
+    base = np.array(_hsv(hue, sat, val), np.float32)
+    n = max(8, W // 2)
     small = np.clip(base + rng.normal(0, rng.uniform(10, 45), (k, k, 3)), 0, 255).astype(np.uint8)
-    im = Image.fromarray(small).resize((W, W), Image.BILINEAR)
+    grid = np.asarray(Image.fromarray(small).resize((n, n), Image.BILINEAR), np.float32)
+    grid += _light_and_texture(rng, n)[..., None] * np.array(rng.uniform(0.8, 1.2, 3), np.float32)
+    im = Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8)).resize((W, W), Image.BILINEAR)
     d = _Draw(im)
-    if rng.random() < 0.4:  # a wooden table top
+    if (look.table if own else rng.random() < 0.4):  # a wooden table top
         y = W * rng.uniform(0.3, 0.6)
         wood = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.7))
         d.rectangle([0, y, W, W], fill=wood)
@@ -510,7 +639,9 @@ def _background_instagram(rng, W: int) -> Image.Image:
             d.rectangle([x, y, x + w, y + h], fill=col)
         else:
             d.ellipse([x, y, x + w, y + h], fill=col)
-    return im
+    if rng.random() < 0.5:  # the background out of focus behind the subject
+        im = im.filter(ImageFilter.BoxBlur(rng.uniform(0.5, 1.5)))
+    return im.resize((full, full), Image.BILINEAR)
 
 
 def _background_web(rng, W: int) -> Image.Image:
@@ -520,7 +651,7 @@ def _background_web(rng, W: int) -> Image.Image:
 
 def _watermark(rng, im: Image.Image) -> Image.Image:
     """A stock-photo watermark: translucent diagonal bars or a corner logo."""
-    W = im.size[0]
+    W, H = im.size
     over = im.copy()
     d = _Draw(over)
     col = (255, 255, 255) if rng.random() < 0.5 else (120, 120, 120)
@@ -529,20 +660,21 @@ def _watermark(rng, im: Image.Image) -> Image.Image:
         off = rng.uniform(0, step)
         for k in range(-4, 8):
             x0 = off + k * step
-            d.line([(x0, W), (x0 + W * 0.6, 0)], fill=col, width=max(2, W // 40))
+            d.line([(x0, H), (x0 + H * 0.6, 0)], fill=col, width=max(2, min(W, H) // 40))
         alpha = rng.uniform(0.25, 0.45)
     else:
-        x, y = W * rng.uniform(0.55, 0.7), W * rng.uniform(0.85, 0.9)
-        d.rectangle([x, y, W * 0.97, W * 0.97], fill=(40, 40, 40))
-        d.rectangle([x + 3, y + 3, x + W * 0.1, W * 0.97 - 3], fill=(240, 240, 240))
+        x, y = W * rng.uniform(0.55, 0.7), H * rng.uniform(0.85, 0.9)
+        d.rectangle([x, y, W * 0.97, H * 0.97], fill=(40, 40, 40))
+        d.rectangle([x + 3, y + 3, x + W * 0.1, H * 0.97 - 3], fill=(240, 240, 240))
         alpha = rng.uniform(0.5, 0.8)
     return Image.blend(im, over, float(alpha))
 
 
-def _instagram_filter(rng, arr: np.ndarray) -> np.ndarray:
+def _instagram_filter(rng, arr: np.ndarray, look: Look) -> np.ndarray:
     """A phone filter: channel gains, saturation, contrast, fade, vignette, sensor noise."""
     x = arr.astype(np.float32)
-    filt = rng.choice(["none", "warm", "cool", "sepia", "mono", "vivid", "fade"], p=[0.3, 0.15, 0.15, 0.1, 0.05, 0.15, 0.1])
+    own = look.active and rng.random() < LOOK_KEPT
+    filt = look.filter if own else rng.choice(FILTERS, p=_FILTER_P)
     if filt == "warm":
         x *= np.array([1.1, 1.0, 0.85], np.float32)
     elif filt == "cool":
@@ -559,11 +691,17 @@ def _instagram_filter(rng, arr: np.ndarray) -> np.ndarray:
     elif filt == "fade":
         x = x * 0.8 + 40
     x = (x - 128) * rng.uniform(0.8, 1.25) + 128 + rng.normal(0, 12)
-    n = x.shape[0]
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / max(n - 1, 1) - 0.5
+    h, w = x.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
     x *= (1 - rng.uniform(0, 0.6) * (xx**2 + yy**2))[..., None]
     x += rng.normal(0, rng.uniform(2, 12), x.shape).astype(np.float32)
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def out_size(size: int, aspect: float) -> tuple[int, int]:
+    """(width, height) of an image whose shorter side is ``size`` and width/height ``aspect``."""
+    return (max(size, round(size * aspect)), size) if aspect >= 1 else (size, max(size, round(size / aspect)))
 
 
 def render(
@@ -574,41 +712,58 @@ def render(
     *,
     clutter: float = 0.5,
     menu: bool = False,
+    aspect: float = 1.0,
+    text: str | None = None,
+    look: Sequence[int] | None = None,
+    min_object: float = 0.0,
 ) -> np.ndarray:
-    """Draw one image; returns uint8 (size, size, 3).
+    """Draw one image; returns uint8 (height, width, 3), the shorter side ``size``.
 
     Args:
       content: one of :data:`CONTENTS`.
-      style: ``"instagram"`` or ``"web"``.
-      size: output side in pixels.
+      style: ``"instagram"`` (a phone photo) or ``"web"`` (a product or stock shot).
+      size: the shorter side in pixels.
       seed: entropy for this image alone (e.g. ``(world_seed, stream, index)``).
       clutter: 0..1, how small and off-centre the object is and how busy the scene is
         (Instagram style only).
-      menu: screenshots only: a dealer's price menu (slightly more emoji lines).
+      menu: screenshots only: a dealer's price menu rather than a chat, note or food menu.
+      aspect: width / height (Instagram allows 0.8 to 1.91).
+      text: words drawn into the picture as a meme caption, or None.
+      look: the poster's account seed (its :class:`Look`), or None for no habit.
+      min_object: the object's smallest size as a share of the shorter side (Instagram style).
     """
     if content not in _DRAWERS:
         raise ValueError(f"unknown image content {content!r}; expected one of {CONTENTS}")
     if style not in STYLES:
         raise ValueError(f"unknown image style {style!r}; expected one of {STYLES}")
+    if not 0.5 <= aspect <= 2.0:
+        raise ValueError(f"aspect must be between 0.5 and 2.0, got {aspect}")
     rng = np.random.default_rng(list(seed))
-    W = 2 * size
+    habit = Look(look)
+    if content == "screenshot":  # a screenshot is cropped to a square, not to the text's middle
+        aspect = 1.0
+    w_out, h_out = out_size(size, aspect)
+    W = 2 * max(w_out, h_out)  # drawn at twice the size on a square canvas, cropped, reduced
+    short = 2 * size
     insta = style == "instagram"
     # A share of web results are photos in real settings (news, forums) rather than
     # product shots: their background is a scene, but the object stays large and centred
-    # and no phone filter is applied. Without them "clean background" alone would say
-    # "web positive", a shortcut that does not transfer to Instagram.
+    # and no phone filter is applied.
     web_photo = not insta and rng.random() < WEB_PHOTO_SHARE
-    im = _background_instagram(rng, W) if insta or web_photo else _background_web(rng, W)
+    im = _background_instagram(rng, W, habit) if insta or web_photo else _background_web(rng, W)
     d = _Draw(im)
     drawer = _DRAWERS[content]
     kw = {"menu": menu} if content == "screenshot" else {}
+    cx = cy = W / 2
     if insta:
-        s = W * rng.uniform(0.55, 0.8) * (1 - 0.4 * clutter * rng.random())
-        cx, cy = W / 2 + rng.normal(0, W * 0.12 * (0.5 + clutter)), W / 2 + rng.normal(0, W * 0.12 * (0.5 + clutter))
+        s = short * rng.uniform(0.55, 0.8) * habit.framing * (1 - 0.4 * clutter * rng.random())
+        s = max(s, short * min_object)
+        cx = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
+        cy = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
         drawer(d, rng, cx, cy, s, **kw)
         if content not in _FULL_FRAME and rng.random() < clutter:  # a second, unrelated object
             other = str(rng.choice(["food", "car", "pet", "money", "houseplant", "selfie"]))
-            _DRAWERS[other](d, rng, rng.uniform(0, W), rng.uniform(0, W), W * rng.uniform(0.15, 0.3))
+            _DRAWERS[other](d, rng, rng.uniform(0, W), rng.uniform(0, W), short * rng.uniform(0.15, 0.3))
         if rng.random() < 0.3 * clutter:  # smoke or haze
             over = im.copy()
             od = _Draw(over)
@@ -616,30 +771,55 @@ def render(
                 x, y, r = rng.uniform(0, W), rng.uniform(0, W), W * rng.uniform(0.08, 0.25)
                 od.ellipse([x - r, y - r, x + r, y + r], fill=(210, 210, 215))
             im = Image.blend(im, over.filter(ImageFilter.BoxBlur(W // 20)), 0.35)
-        if rng.random() < 0.3:
-            im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.6, 1.6)))
+        soft = rng.uniform(0.3, 0.8) if rng.random() < 0.3 else 0.0  # camera shake, applied at the output size
     else:
-        s = W * rng.uniform(0.65, 0.85)
+        s = short * rng.uniform(0.65, 0.85)
         if content == "pills" and rng.random() < 0.35:  # a pill-identification chart
             for i in range(int(rng.integers(2, 5))):
                 for j in range(int(rng.integers(2, 4))):
                     c, c2 = _pill_colour(rng)
-                    _pill(d, rng, W * (0.2 + 0.25 * i), W * (0.25 + 0.3 * j), W * 0.14, str(rng.choice(PILL_SHAPES)), c, c2, ang=0.0)
+                    x = W / 2 + (i - 1.5) * short * 0.25
+                    y = W / 2 + (j - 1) * short * 0.3
+                    _pill(d, rng, x, y, short * 0.14, str(rng.choice(PILL_SHAPES)), c, c2, ang=0.0)
         else:
             if not web_photo:  # the product shot's soft shadow
                 d.ellipse([W / 2 - s * 0.5, W / 2 + s * 0.35, W / 2 + s * 0.5, W / 2 + s * 0.5], fill=(225, 225, 225))
-            drawer(d, rng, W / 2 + rng.normal(0, W * 0.03), W / 2 + rng.normal(0, W * 0.03), s, **kw)
-        if rng.random() < 0.6:
-            im = _watermark(rng, im)
+            drawer(d, rng, W / 2 + rng.normal(0, short * 0.03), W / 2 + rng.normal(0, short * 0.03), s, **kw)
+    # the frame: the requested aspect, centred on the object as far as the canvas allows
+    x0 = int(np.clip(cx - w_out, 0, W - 2 * w_out))
+    y0 = int(np.clip(cy - h_out, 0, W - 2 * h_out))
+    im = im.crop((x0, y0, x0 + 2 * w_out, y0 + 2 * h_out))
+    if text:
+        _caption_on_image(im, rng, text)
+    if not insta and rng.random() < 0.6:
+        im = _watermark(rng, im)
     im = im.reduce(2)
+    if insta and soft:
+        im = im.filter(ImageFilter.GaussianBlur(soft))
     arr = np.asarray(im, dtype=np.uint8)
     if insta:
-        arr = _instagram_filter(rng, arr)
+        arr = _instagram_filter(rng, arr, habit)
     else:
         arr = np.clip(arr.astype(np.int16) + rng.integers(-2, 3, arr.shape), 0, 255).astype(np.uint8)
     return arr
 
 
-def save_png(arr: np.ndarray, path) -> None:
-    """Write a PNG deterministically (Pillow writes no timestamps or other varying chunks)."""
-    Image.fromarray(arr).save(path, format="PNG", compress_level=6)
+def repost(arr: np.ndarray, seed: Sequence[int]) -> np.ndarray:
+    """A near-duplicate of a picture the account posted before: re-cropped and re-filtered.
+
+    (Re-compression comes from saving it again at another JPEG quality.)
+    """
+    rng = np.random.default_rng(list(seed))
+    h, w = arr.shape[:2]
+    keep = rng.uniform(0.78, 0.95)
+    cw, ch = max(8, int(w * keep)), max(8, int(h * keep))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    im = Image.fromarray(arr).crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.BICUBIC)
+    x = np.asarray(im, np.float32) * np.array(rng.uniform(0.9, 1.1, 3), np.float32)
+    x = (x - 128) * rng.uniform(0.9, 1.15) + 128 + rng.normal(0, 8)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def save_jpeg(arr: np.ndarray, path, quality: int) -> None:
+    """Write a baseline JPEG deterministically (no timestamps, no EXIF, fixed settings)."""
+    Image.fromarray(arr).save(path, format="JPEG", quality=int(quality), optimize=False, progressive=False)
