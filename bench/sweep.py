@@ -143,12 +143,12 @@ def main() -> None:
     print(f"{total} trainings ({args.weights} relation weights x {args.folds} folds x {args.seeds} seeds), "
           f"{args.steps} steps of batch {batch}, preset {args.preset}; features: {results['vmap']['rows']} rows")
     print()
-    print("| method | timed trainings | wall s (timed) | wall s for all | speed-up of vmap | peak MB | samples/s per training |")
+    print("| method | timed trainings | wall s (timed) | wall s for all | speed-up of vmap | peak MB | samples/s, all trainings |")
     print("|---|---|---|---|---|---|---|")
     vmap_all = results["vmap"]["seconds"]
     for name, r in results.items():
         scaled = r["seconds"] * total / r["trainings"]
-        rate = args.steps * batch * r["trainings"] / r["seconds"] / r["trainings"]
+        rate = args.steps * batch * r["trainings"] / r["seconds"]
         print(f"| {name} | {r['trainings']} | {r['seconds']:.1f} | {scaled:.1f} | {scaled / vmap_all:.1f}x | "
               f"{r['peak_mb']:.0f} | {rate:,.0f} |")
     total_rate = args.steps * batch * total / vmap_all
