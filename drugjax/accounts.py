@@ -128,7 +128,10 @@ class Blacklist:
 def hour_bin(timestamp: str) -> int:
     """The :data:`HOUR_BINS` index (0-3) of a post's hour, in the post's own offset (UTC
     when it has none). Raises ValueError for a timestamp that is not ISO-8601."""
-    hour = parse_timestamp(timestamp)[0].hour
+    return _bin_of_hour(parse_timestamp(timestamp)[0].hour)
+
+
+def _bin_of_hour(hour: int) -> int:
     return next(i for i, (lo, hi) in enumerate(HOUR_BINS) if lo <= hour < hi)
 
 
@@ -173,6 +176,7 @@ class AccountTable:
     evidence: list[list[Evidence]]
     drug_posts: list[list[tuple[str, float]]]  # (post id, probability) of drug-related posts, most drug-like first
     timeline_sizes: np.ndarray  # posts counted in P (after duplicates are dropped)
+    drug_hours: np.ndarray  # (n, 24) drug-related posts per hour of day (Figure 5b)
     problems: collections.Counter  # sentence -> number of accounts/posts it concerns
 
     @property
@@ -204,7 +208,7 @@ def account_table(accounts: Sequence[Mapping[str, Any]], probability: PostProbab
                          f"{int(np.isnan(prob_all).sum()) if prob_all.ndim == 1 else '?'} NaN for {len(every)} posts; "
                          "it must give one probability per post")
 
-    rows, evidence, drug_posts, sizes = [], [], [], []
+    rows, evidence, drug_posts, sizes, by_hour = [], [], [], [], []
     start = 0
     for account, posts in zip(accounts, timelines):
         prob = prob_all[start:start + len(posts)]
@@ -212,12 +216,16 @@ def account_table(accounts: Sequence[Mapping[str, Any]], probability: PostProbab
         drug = [(p, float(q)) for p, q in zip(posts, prob) if q >= threshold]
         if not posts:
             problems["account without timeline posts (P and H1-H4 are 0; E reads the bio only)"] += 1
-        hours = np.zeros(len(HOUR_BINS))
+        hours, day = np.zeros(len(HOUR_BINS)), np.zeros(24)
         for post, _ in drug:
             try:
-                hours[hour_bin(str(post.get("timestamp", "")))] += 1
+                hour = parse_timestamp(str(post.get("timestamp", "")))[0].hour
             except ValueError:
                 problems["drug-related post without a readable timestamp (left out of H1-H4)"] += 1
+                continue
+            day[hour] += 1
+            hours[_bin_of_hour(hour)] += 1
+        by_hour.append(day)
         hours = hours / max(hours.sum(), 1)
         followers, following = _count(account, "followers", problems), _count(account, "following", problems)
         if followers == 0 and following == 0:
@@ -242,7 +250,8 @@ def account_table(accounts: Sequence[Mapping[str, Any]], probability: PostProbab
         sizes.append(len(posts))
     return AccountTable([str(a.get("username")) for a in accounts],
                         np.asarray(rows, np.float64).reshape(len(rows), len(FEATURE_NAMES)),
-                        evidence, drug_posts, np.asarray(sizes, np.int64), problems)
+                        evidence, drug_posts, np.asarray(sizes, np.int64),
+                        np.asarray(by_hour, np.float64).reshape(len(by_hour), 24), problems)
 
 
 def _count(account: Mapping[str, Any], field: str, problems: collections.Counter) -> int:

@@ -56,6 +56,7 @@ def test_hour_features_are_shares_of_drug_posts_only():
                    post("3", "2016-03-01T19:00:00+02:00"), post("4", "2016-03-01T13:00:00+02:00", drug=0)])
     h = table([acc]).features[0, 1:5]
     np.testing.assert_allclose(h, [2 / 3, 0, 0, 1 / 3])
+    assert np.flatnonzero(table([acc]).drug_hours[0]).tolist() == [1, 2, 19]
     assert table([account([post("1", drug=0)])]).features[0, 1:5].tolist() == [0, 0, 0, 0]
 
 

@@ -55,7 +55,7 @@ PAPER_SELECTED = ("P", "H1", "H4", "R1", "R3", "E")  # kept by the paper's L1 se
 
 @dataclasses.dataclass(frozen=True)
 class DealerConfig:
-    """The knobs of the protocol (evaluate.py's ``dealers`` group)."""
+    """The knobs of the protocol (evaluate.py's ``dealers`` keys, plus its seed)."""
 
     num_folds: int = 5
     l1_c: float = 0.1  # inverse strength of the L1 selection on standardised features
