@@ -83,6 +83,10 @@ def test_evidence_from_bio_and_drug_posts_only_with_context():
                      ("comment", "1", "plug")}  # post 2 is not drug-related: its hmu and phone are not read
     caption = next(e for e in t.evidence[0] if e.term == "dm to order")
     assert caption.context == "fresh batch dm to order"
+    only_caption = account([post("1", caption="dm to order")])
+    assert table([only_caption]).features[0, 8] == 0.0  # kept as evidence, not counted in E by default
+    assert table([only_caption]).evidence[0][0].term == "dm to order"
+    assert table([only_caption], evidence_sources=("bio", "caption", "comment")).features[0, 8] == 1.0
     assert not table([account([post("1", caption="unplugged acoustic set")])]).evidence[0]  # whole words
 
 

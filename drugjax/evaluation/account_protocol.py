@@ -71,6 +71,7 @@ def save_dealer_model(folder: Path, cfg: EvaluateConfig, x: np.ndarray, expert1:
     path = folder / DEALER_MODEL_FILE
     joblib.dump({"model": model, "feature_names": list(FEATURE_NAMES), "expert": DEPLOYED_EXPERT,
                  "threshold": cfg.threshold, "log_counts": cfg.dealers.log_counts,
+                 "evidence_sources": list(cfg.dealers.evidence_sources),
                  "blacklist": str(Path(cfg.dealers.blacklist).expanduser().resolve()) if cfg.dealers.blacklist
                  else None,
                  "kept": dealers.kept_features(model, FEATURE_NAMES)}, path)
@@ -110,7 +111,8 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[
     blacklist = Blacklist.load(cfg.dealers.blacklist) if cfg.dealers.blacklist else Blacklist.load()
     timeline_ids = {str(p.get("id")) for a in accounts for p in a.get("timeline") or []}
     table = account_table(accounts, with_known(known, text_probability(text_model)), threshold=cfg.threshold,
-                          blacklist=blacklist, log_counts=cfg.dealers.log_counts)
+                          blacklist=blacklist, log_counts=cfg.dealers.log_counts,
+                          evidence_sources=tuple(cfg.dealers.evidence_sources))
     expert1 = [a.get("expert1") for a in accounts]
     expert2 = [a.get("expert2") for a in accounts]
     try:
@@ -135,6 +137,10 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[
         "- LR-select kept per fold: " + "; ".join(
             f"{e}: " + " | ".join(",".join(k) for k in folds) for e, folds in t2.kept_per_fold.items()) + ".",
     ]
+    e_col, dealer = table.features[:, FEATURE_NAMES.index("E")], np.array([bool(v) for v in expert1])
+    notes.append(f"- E (matches in {', '.join(cfg.dealers.evidence_sources)}): "
+                 f"{100 * e_col[dealer].mean():.0f} % of expert 1's dealers, "
+                 f"{100 * e_col[~dealer].mean():.0f} % of the other accounts.")
     if table.problems:
         notes.append("- Data problems: " + "; ".join(f"{n} x {p}" for p, n in sorted(table.problems.items())) + ".")
     files = dealers.write_table2(t2, workdir, notes)

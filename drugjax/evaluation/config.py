@@ -62,6 +62,9 @@ class DealersConfig:
     c: float = 1.0  # inverse L2 strength of the final logistic regression
     blacklist: Optional[str] = None  # transaction-evidence terms; None = conf/blacklist.yaml
     log_counts: bool = True  # log1p of R1-R3 (drugjax.accounts)
+    # where a blacklist match sets E: the paper's bio and comments of drug-related posts;
+    # add caption to count captions too (their matches are listed as evidence either way)
+    evidence_sources: list[str] = field(default_factory=lambda: ["bio", "comment"])
 
 
 @dataclass
@@ -126,6 +129,9 @@ def check(cfg: EvaluateConfig) -> None:
     if d.num_folds < 2 or d.l1_c <= 0 or d.c <= 0 or d.min_coefficient < 0:
         raise ConfigError(f"dealers.num_folds must be >= 2, dealers.l1_c and dealers.c > 0 and "
                           f"dealers.min_coefficient >= 0; got {d.num_folds}, {d.l1_c}, {d.c}, {d.min_coefficient}")
+    if not d.evidence_sources or set(d.evidence_sources) - {"bio", "caption", "comment"}:
+        raise ConfigError(f"dealers.evidence_sources must be a non-empty list of bio, caption, comment; "
+                          f"got {list(d.evidence_sources)}")
     if d.blacklist and not Path(d.blacklist).expanduser().is_file():
         raise ConfigError(f"dealers.blacklist={d.blacklist}: no such file; copy and edit conf/blacklist.yaml")
     weights = cfg.model.backbone.weights
