@@ -42,6 +42,16 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
     saved = joblib.load(run / "models" / "dealers.joblib")
     assert saved["feature_names"][0] == "P" and saved["model"].predict(np.zeros((1, 9))).shape == (1,)
 
+    # the analysts' step reads this run's models: every account with a timeline is ranked
+    from drugjax import detect
+    from drugjax.data.builders import synthetic_root
+
+    world = synthetic_root("tiny", 0, 16, tmp_path / "cache")
+    assert detect.main([str(world), "--models", str(run), "--out", str(tmp_path / "review")]) == 0
+    ranked = list(csv.DictReader((tmp_path / "review" / "review.csv").open()))
+    scored = [float(r["score"]) for r in ranked if r["status"] == "scored"]
+    assert len(scored) == 8 and scored == sorted(scored, reverse=True)
+
 
 def test_too_few_dealers_for_the_folds_skips_table2_with_a_reason(tmp_path):
     # three accounts, one dealer: features and figures, no Table 2
