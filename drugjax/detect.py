@@ -255,7 +255,9 @@ def _html(rows: list[dict], tags: list[dict], names: Names, root: Path, dealer: 
              f"scored drug-related by the text model. {counts['scored_accounts']} accounts with a timeline scored "
              f"by LR-select (trained on expert {e(str(dealer.get('expert', 'exp1'))[-1])}'s labels; features kept: "
              f"{e(', '.join(dealer.get('kept', [])))}); {counts['needs_timeline']} need their timeline "
-             "downloaded before they can be scored.</p>"]
+             "downloaded before they can be scored. A score is LR-select's output under balanced class "
+             "weights, 0 to 1, for ordering only: not a calibrated probability. A contribution is the "
+             "feature's coefficient times its standardised value (positive: towards the top).</p>"]
     for rank, r in enumerate(rows, 1):
         head = (f"score {r['score']:.2f}" if r["score"] is not None else "needs timeline: not scored")
         parts.append(f"<section><h2>{rank}. {e(names.user(r['username']))} <small>({e(head)})</small></h2>")
