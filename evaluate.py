@@ -12,8 +12,9 @@ writes table1.md/.csv/.json, predictions.csv, roc.png, precision_recall.png,
 fusion_weights.md/.csv/.png, run.json and models/ into runs/evaluate/<name>, and prints
 Table 1 beside the paper's numbers. Then, where the data has accounts, the account
 features, dealer detection with two experts (Table 2: table2.md/.csv/.json,
-account_features.csv, fig5a-d_*.png, models/dealers.joblib), printed beside the paper's.
-See docs/evaluation.md.
+account_features.csv, fig5a-d_*.png, models/dealers.joblib), printed beside the paper's;
+report.html holds both tables and every figure in one page. See docs/evaluation.md and
+docs/accounts.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def run(cfg: DictConfig) -> dict:
     from drugjax.evaluation import account_protocol, protocol
     from drugjax.evaluation.config import check, to_config, train_config
     from drugjax.evaluation.dealers import format_table2_markdown
+    from drugjax.evaluation.report import write_report
     from drugjax.evaluation.tables import format_table1_markdown
     from drugjax.training import inputs
     from drugjax.training.config import ConfigError
@@ -86,6 +88,7 @@ def run(cfg: DictConfig) -> dict:
     else:
         print("\nno accounts.jsonl in the data: Table 2 and Figure 5 need accounts with timelines (skipped)",
               flush=True)
+    out["files"]["report"] = write_report(workdir, title=f"drugjax evaluation: {config.name}")
     print(f"wrote {', '.join(sorted(p.name for p in out['files'].values()))} in {escape_controls(workdir)}", flush=True)
     return out
 

@@ -37,6 +37,8 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
         ("LR", "exp1"), ("LR-select", "exp1"), ("LR", "exp2"), ("LR-select", "exp2")]
     for name in FIGURES:
         assert (run / name).stat().st_size > 1000
+    report = (run / "report.html").read_text()
+    assert "Table 1" in report and "LR-select" in report and report.count("data:image/png;base64,") == 7
     rows = list(csv.DictReader((run / "account_features.csv").open()))
     assert len(rows) == 8 == out["accounts"]["counts"]["accounts"]
     saved = joblib.load(run / "models" / "dealers.joblib")
