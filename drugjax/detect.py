@@ -283,7 +283,8 @@ def _html(rows: list[dict], tags: list[dict], names: Names, root: Path, dealer: 
     parts.append("<h2>Candidate dictionary tags</h2><p>Tags that co-occur with dictionary tags on drug-scored "
                  "posts; review them before adding any to conf/dictionary.yaml.</p><table><tr><th>tag</th>"
                  "<th>drug-scored posts</th><th>share of its posts drug-scored</th></tr>" + "".join(
-                     f"<tr><td>{e(names.text(t['tag']))}</td><td>{t['drug_posts']}</td><td>{t['drug_share']:.2f}</td></tr>"
+                     f"<tr><td>{e(names.text(t['tag']))}</td><td>{t['drug_posts']}</td>"
+                     f"<td>{t['drug_share']:.2f}</td></tr>"
                      for t in tags[:50]) + "</table></body></html>")
     return "\n".join(parts)
 
@@ -305,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {escape_controls(err)}", file=sys.stderr)
         return 1
     c = result["counts"]
-    print(f"{c['matched']} posts with a dictionary tag, {c['drug_scored']} drug-scored; {c['scored_accounts']} accounts "
+    print(f"{c['matched']} posts with a dictionary tag, {c['drug_scored']} drug-scored; "
+          f"{c['scored_accounts']} accounts "
           f"scored, {c['needs_timeline']} need a timeline. Wrote {escape_controls(args.out)}/review.html, review.csv, "
           f"candidate_tags.csv.\n{NOTICE}")
     return 0

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-import pytest
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]

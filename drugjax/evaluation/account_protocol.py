@@ -92,7 +92,8 @@ def write_account_features(path: Path, accounts: Sequence[Mapping[str, Any]], ta
         writer.writerow(["username", "expert1", "expert2", "timeline_posts", *FEATURE_NAMES, "evidence"])
         for account, row, size, found in zip(accounts, table.features, table.timeline_sizes, table.evidence):
             label = lambda v: "" if v is None else int(v)  # noqa: E731
-            writer.writerow([csv_cell(account["username"]), label(account.get("expert1")), label(account.get("expert2")),
+            writer.writerow([csv_cell(account["username"]), label(account.get("expert1")),
+                             label(account.get("expert2")),
                              int(size), *(f"{v:.6g}" for v in row),
                              csv_cell("; ".join(f"{e.source}: {e.term}: {e.context}" for e in found))])
     return path
