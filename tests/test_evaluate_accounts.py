@@ -72,3 +72,17 @@ def test_too_few_dealers_for_the_folds_skips_table2_with_a_reason(tmp_path):
     rows = list(csv.DictReader((tmp_path / "account_features.csv").open()))
     assert [r["P"] for r in rows] == ["1", "0", "0"]  # t0: its out-of-fold 0.9, not the text model
     assert rows[0]["evidence"].startswith("bio: hmu")
+
+
+def test_bad_dealer_settings_fail_at_start_with_the_key():
+    from drugjax.evaluation.config import check
+    from drugjax.training.config import ConfigError
+
+    for dealers, key in (({"evidence_sources": ["bio", "dms"]}, "dealers.evidence_sources"),
+                         ({"l1_c": 0}, "dealers.l1_c"), ({"blacklist": "/no/such.yaml"}, "dealers.blacklist")):
+        try:
+            check(to_config({"dealers": dealers}))
+        except ConfigError as e:
+            assert key in str(e)
+        else:
+            raise AssertionError(f"{dealers} was accepted")
