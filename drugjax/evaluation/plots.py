@@ -115,11 +115,14 @@ def drug_posts_by_hour(path: Path, hours: np.ndarray, dealer: np.ndarray) -> Pat
 
 
 def following_ratio(path: Path, following: np.ndarray, followers: np.ndarray, dealer: np.ndarray) -> Path:
-    """Figure 5c: following / max(followers, 1) per account, log scale, dealers against the rest."""
+    """Figure 5c: following / max(followers, 1) per account, log scale over the data's range,
+    dealers against the rest (a ratio of 0, following nobody, is drawn in the lowest bin)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ratio = np.asarray(following, np.float64) / np.maximum(np.asarray(followers, np.float64), 1)
-    bins = np.logspace(-4, 3, 29)
+    positive = ratio[ratio > 0]
+    lo, hi = (np.log10(positive.min()), np.log10(positive.max())) if positive.size else (-1.0, 1.0)
+    bins = np.logspace(np.floor(lo * 2) / 2, np.ceil(hi * 2) / 2 + 1e-9, 25)  # the data's range, half decades
     for label, mask in _groups(dealer):
         weights = np.full(int(mask.sum()), 1 / max(int(mask.sum()), 1))
         ax.hist(np.clip(ratio[mask], bins[0], bins[-1]), bins=bins, weights=weights, alpha=0.6, label=label)
