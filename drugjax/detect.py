@@ -151,8 +151,11 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     dealer = joblib.load(folder / DEALER_MODEL_FILE)
     threshold = float(json.loads((folder / "fusion.json").read_text())["threshold"])
     loaded = schema.load_posts(root, decode_images=False)
-    accounts = (schema.load_accounts(root, decode_images=False).records
-                if (root / schema.ACCOUNTS_FILE).is_file() else [])
+    loaded_accounts = (schema.load_accounts(root, decode_images=False)
+                       if (root / schema.ACCOUNTS_FILE).is_file() else schema.Loaded([], []))
+    accounts = loaded_accounts.records
+    # records that failed validation are left out, and said so (validate lists them)
+    rejected = len(loaded.rejections) + len(loaded_accounts.rejections)
     names = _names(pseudonymize, root, out, [a["username"] for a in accounts] + [p["account"] for p in loaded.records])
 
     matched = [p for p in loaded.records if {_tag(t) for t in p.get("tags") or []} & terms]
@@ -195,7 +198,8 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     files = {"csv": _write_csv(out / "review.csv", rows, names),
              "tags": _write_tags(out / "candidate_tags.csv", tags),
              "html": out / "review.html"}
-    counts = {"posts": len(loaded.records), "matched": len(matched), "drug_scored": int(drug.sum()),
+    counts = {"posts": len(loaded.records), "rejected_records": rejected,
+              "matched": len(matched), "drug_scored": int(drug.sum()),
               "scored_accounts": len(with_timeline),
               "needs_timeline": sum(r["status"] == "needs timeline" for r in rows)}
     files["html"].write_text(_html(rows, tags, names, root, dealer, counts), encoding="utf-8")
@@ -251,7 +255,9 @@ def _html(rows: list[dict], tags: list[dict], names: Names, root: Path, dealer: 
              "style-src 'unsafe-inline'\">",
              f"<title>Accounts for review</title><style>{_STYLE}</style></head><body>",
              "<h1>Accounts for human review</h1>", f"<p class='notice'><b>{e(NOTICE)}</b></p>",
-             f"<p>{counts['posts']} posts, {counts['matched']} carry a dictionary tag, {counts['drug_scored']} "
+             f"<p>{counts['posts']} posts ({counts['rejected_records']} records of ROOT failed validation and "
+             "are left out: python -m drugjax.data validate ROOT lists them), "
+             f"{counts['matched']} carry a dictionary tag, {counts['drug_scored']} "
              f"scored drug-related by the text model. {counts['scored_accounts']} accounts with a timeline scored "
              f"by LR-select (trained on expert {e(str(dealer.get('expert', 'exp1'))[-1])}'s labels; features kept: "
              f"{e(', '.join(dealer.get('kept', [])))}); {counts['needs_timeline']} need their timeline "
@@ -306,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {escape_controls(err)}", file=sys.stderr)
         return 1
     c = result["counts"]
+    if c["rejected_records"]:
+        print(f"{c['rejected_records']} records of ROOT failed validation and are left out "
+              f"(python -m drugjax.data validate {escape_controls(args.root)} lists them)")
+    for problem, n in sorted(result["problems"].items()):
+        print(f"{n} x {problem}")
     print(f"{c['matched']} posts with a dictionary tag, {c['drug_scored']} drug-scored; "
           f"{c['scored_accounts']} accounts "
           f"scored, {c['needs_timeline']} need a timeline. Wrote {escape_controls(args.out)}/review.html, review.csv, "

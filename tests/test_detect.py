@@ -69,9 +69,12 @@ def world(tmp_path):
     return root, run, tmp_path
 
 
-def test_review_ranks_accounts_with_evidence_and_escapes_text(world):
+def test_review_ranks_accounts_with_evidence_and_escapes_text(world, capsys):
     root, run, tmp = world
+    with (root / "posts.jsonl").open("a") as f:
+        f.write('{"id": "broken"}\n')  # fails validation: left out and counted
     assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "out")]) == 0
+    assert "1 records of ROOT failed validation" in capsys.readouterr().out
     rows = (tmp / "out" / "review.csv").read_text(encoding="utf-8").splitlines()
     ranked = [r.split(",")[1:3] for r in rows[1:]]
     assert ranked == [["kingplug", "scored"], ["gymjane", "scored"], ["nosy_notimeline", "needs timeline"]]
