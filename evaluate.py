@@ -10,7 +10,11 @@ Five-fold cross-validation (data.num_folds) of the image classifiers (MLP, MT ML
 backbone features), the text classifiers (tags, caption, both) and their late fusion;
 writes table1.md/.csv/.json, predictions.csv, roc.png, precision_recall.png,
 fusion_weights.md/.csv/.png, run.json and models/ into runs/evaluate/<name>, and prints
-Table 1 beside the paper's numbers. See docs/evaluation.md.
+Table 1 beside the paper's numbers. Then, where the data has accounts, the account
+features, dealer detection with two experts (Table 2: table2.md/.csv/.json,
+account_features.csv, fig5a-d_*.png, models/dealers.joblib), printed beside the paper's;
+report.html holds both tables and every figure in one page. See docs/evaluation.md and
+docs/accounts.md.
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ def run(cfg: DictConfig) -> dict:
     """Run the protocol per ``cfg``, print Table 1 and where the files are; returns
     :func:`drugjax.evaluation.protocol.run`'s summary."""
     from drugjax.data.textsafe import escape_controls
-    from drugjax.evaluation import protocol
-    from drugjax.evaluation.config import to_config
+    from drugjax.evaluation import account_protocol, protocol
+    from drugjax.evaluation.config import check, to_config, train_config
+    from drugjax.evaluation.dealers import format_table2_markdown
+    from drugjax.evaluation.report import write_report
     from drugjax.evaluation.tables import format_table1_markdown
+    from drugjax.training import inputs
     from drugjax.training.config import ConfigError
 
     for name in ("absl", "jax"):
@@ -60,11 +67,28 @@ def run(cfg: DictConfig) -> dict:
         if not HydraConfig.initialized():
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
-    out = protocol.run(config, workdir, on_start=_hydra_record_writer(cfg))
+    check(config)
+    sources = inputs.load_sources(train_config(config))
+    out = protocol.run(config, workdir, sources=sources, on_start=_hydra_record_writer(cfg))
     counts, seconds = out["counts"], out["seconds"]
     print(f"Table 1 ({counts['posts']} posts, {counts['positives']} drug-related; {config.data.num_folds} folds "
           f"by {config.split}; {seconds['total']:.0f} s)\n", flush=True)
     print(format_table1_markdown(out["table1"]), flush=True)
+    if "accounts" in sources and len(sources["accounts"]):
+        accounts = account_protocol.run(config, workdir, sources["accounts"])
+        out["accounts"] = accounts
+        out["files"].update(accounts["files"])
+        c = accounts["counts"]
+        if accounts["skipped"]:
+            print(f"\n{accounts['skipped']}", flush=True)
+        else:
+            print(f"\nTable 2 ({c['accounts']} accounts, dealers: expert 1 {c['exp1_dealers']}, expert 2 "
+                  f"{c['exp2_dealers']}; {config.dealers.num_folds} folds)\n", flush=True)
+            print(format_table2_markdown(accounts["table2"]), flush=True)
+    else:
+        print("\nno accounts.jsonl in the data: Table 2 and Figure 5 need accounts with timelines (skipped)",
+              flush=True)
+    out["files"]["report"] = write_report(workdir, title=f"drugjax evaluation: {config.name}")
     print(f"wrote {', '.join(sorted(p.name for p in out['files'].values()))} in {escape_controls(workdir)}", flush=True)
     return out
 

@@ -35,3 +35,14 @@ def escape_controls(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: object) -> str:
+    """``str(text)`` safe to open in a spreadsheet: a leading ``'`` where the program would
+    otherwise run the cell as a formula (``=HYPERLINK(...)``, ``+1 555``, ``@mention``)."""
+    text = str(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text

@@ -53,6 +53,21 @@ class FusionConfig:
 
 
 @dataclass
+class DealersConfig:
+    """Account features and dealer detection (Table 2, drugjax.evaluation.dealers)."""
+
+    num_folds: int = 5  # stratified folds over the accounts
+    l1_c: float = 0.1  # inverse strength of LR-select's L1 selection (standardised features)
+    min_coefficient: float = 0.01  # |L1 coefficient| at or below this drops a feature
+    c: float = 1.0  # inverse L2 strength of the final logistic regression
+    blacklist: Optional[str] = None  # transaction-evidence terms; None = conf/blacklist.yaml
+    log_counts: bool = True  # log1p of R1-R3 (drugjax.accounts)
+    # where a blacklist match sets E: the paper's bio and comments of drug-related posts;
+    # add caption to count captions too (their matches are listed as evidence either way)
+    evidence_sources: list[str] = field(default_factory=lambda: ["bio", "comment"])
+
+
+@dataclass
 class EvaluateConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -60,6 +75,7 @@ class EvaluateConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    dealers: DealersConfig = field(default_factory=DealersConfig)
     name: str = "table1"  # names the run directory runs/evaluate/<name>
     # The run directory; None = Hydra's output directory (see conf/evaluate.yaml).
     workdir: Optional[str] = None
@@ -109,6 +125,15 @@ def check(cfg: EvaluateConfig) -> None:
     if cfg.text.max_features < 1 or cfg.text.alpha < 0:
         raise ConfigError(f"text.max_features must be >= 1 and text.alpha >= 0, got {cfg.text.max_features}, "
                           f"{cfg.text.alpha}")
+    d = cfg.dealers
+    if d.num_folds < 2 or d.l1_c <= 0 or d.c <= 0 or d.min_coefficient < 0:
+        raise ConfigError(f"dealers.num_folds must be >= 2, dealers.l1_c and dealers.c > 0 and "
+                          f"dealers.min_coefficient >= 0; got {d.num_folds}, {d.l1_c}, {d.c}, {d.min_coefficient}")
+    if not d.evidence_sources or set(d.evidence_sources) - {"bio", "caption", "comment"}:
+        raise ConfigError(f"dealers.evidence_sources must be a non-empty list of bio, caption, comment; "
+                          f"got {list(d.evidence_sources)}")
+    if d.blacklist and not Path(d.blacklist).expanduser().is_file():
+        raise ConfigError(f"dealers.blacklist={d.blacklist}: no such file; copy and edit conf/blacklist.yaml")
     weights = cfg.model.backbone.weights
     if weights and not Path(weights).expanduser().is_file():
         raise ConfigError(f"model.backbone.weights={weights}: no such file; give converted torchvision weights "
