@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> dict:
     from drugjax.evaluation import account_protocol, protocol
     from drugjax.evaluation.config import check, to_config, train_config
     from drugjax.evaluation.dealers import format_table2_markdown
-    from drugjax.evaluation.report import write_report
+    from drugjax.evaluation.report import write_model_card, write_report
     from drugjax.evaluation.tables import format_table1_markdown
     from drugjax.training import inputs
     from drugjax.training.config import ConfigError
@@ -89,6 +89,9 @@ def run(cfg: DictConfig) -> dict:
         print("\nno accounts.jsonl in the data: Table 2 and Figure 5 need accounts with timelines (skipped)",
               flush=True)
     out["files"]["report"] = write_report(workdir, title=f"drugjax evaluation: {config.name}")
+    card = write_model_card(workdir)
+    if card is not None:
+        out["files"]["model_card"] = card
     print(f"wrote {', '.join(sorted(p.name for p in out['files'].values()))} in {escape_controls(workdir)}", flush=True)
     return out
 

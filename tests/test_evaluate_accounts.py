@@ -36,6 +36,8 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
         ("LR", "exp1"), ("LR-select", "exp1"), ("LR", "exp2"), ("LR-select", "exp2")]
     for name in FIGURES:
         assert (run / name).stat().st_size > 1000
+    card = (run / "model-card.md").read_text()
+    assert "## Out of scope" in card and "## This run" in card and "### Table 1" in card
     report = (run / "report.html").read_text()
     assert "Table 1" in report and "LR-select" in report and report.count("data:image/png;base64,") == 7
     rows = list(csv.DictReader((run / "account_features.csv").open()))

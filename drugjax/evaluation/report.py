@@ -84,3 +84,25 @@ def write_report(workdir: str | Path, title: str = "drugjax evaluation", section
     path = workdir / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+MODEL_CARD = Path(__file__).resolve().parents[2] / "docs" / "model-card.md"
+
+
+def write_model_card(workdir: str | Path, card: str | Path = MODEL_CARD,
+                     sections: Sequence[str] = ("table1.md", "table2.md")) -> Path | None:
+    """Write ``workdir/model-card.md``: the project's model card followed by this run's
+    Table 1 and Table 2, so the caveats travel with the numbers they qualify. Returns
+    None (and writes nothing) when the card is not there (an install without docs/)."""
+    card, workdir = Path(card), Path(workdir)
+    if not card.is_file():
+        return None
+    parts = [card.read_text(encoding="utf-8").rstrip(), "", "## This run", "",
+             f"The figures of the run in `{workdir.name}`, as its files hold them.", ""]
+    for name in sections:
+        if (workdir / name).is_file():
+            text = (workdir / name).read_text(encoding="utf-8")
+            parts += [re.sub(r"^#+ ", "### ", text, flags=re.M).rstrip(), ""]  # under "This run"
+    path = workdir / "model-card.md"
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path
