@@ -36,13 +36,14 @@ def _peak_mb() -> float:
 
 
 def make_posts(n: int, seed: int) -> tuple[list[dict], list[int]]:
-    """n posts resampled (seeded) from the paper preset's labelled and timeline posts."""
+    """n posts resampled (seeded) from the paper preset's labelled posts, timeline posts
+    included where labelled (since world version 4 most timeline posts have drug null)."""
     import numpy as np
 
     from drugjax.data import synthetic
 
     posts, _, _, timelines = synthetic.plan("paper", seed=seed)
-    pool = posts + [post for timeline in timelines.values() for post in timeline]
+    pool = posts + [post for timeline in timelines.values() for post in timeline if post["drug"] is not None]
     picks = np.random.default_rng(seed).integers(0, len(pool), size=n)
     return [pool[i] for i in picks], [int(pool[i]["drug"]) for i in picks]
 
