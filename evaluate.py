@@ -21,30 +21,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from drugjax.evaluation.config import register_configs
+from drugjax.hydra_record import record_writer
 
 register_configs()
-
-
-def _hydra_record_writer(cfg: DictConfig):
-    """Writes Hydra's record of this run (``.hydra/``) into the run directory once the
-    checks have passed (Hydra's own writing is off: a refused run must not overwrite it)."""
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-
-    def write(workdir: Path) -> None:
-        record = Path(workdir) / ".hydra"
-        record.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, record / "config.yaml", resolve=False)
-        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), record / "overrides.yaml")
-    return write
 
 
 def run(cfg: DictConfig) -> dict:
@@ -69,7 +54,7 @@ def run(cfg: DictConfig) -> dict:
         workdir = HydraConfig.get().runtime.output_dir
     check(config)
     sources = inputs.load_sources(train_config(config))
-    out = protocol.run(config, workdir, sources=sources, on_start=_hydra_record_writer(cfg))
+    out = protocol.run(config, workdir, sources=sources, on_start=record_writer(cfg))
     counts, seconds = out["counts"], out["seconds"]
     print(f"Table 1 ({counts['posts']} posts, {counts['positives']} drug-related; {config.data.num_folds} folds "
           f"by {config.split}; {seconds['total']:.0f} s)\n", flush=True)

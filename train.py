@@ -23,35 +23,21 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from drugjax.training.config import register_configs
+from drugjax.hydra_record import record_writer
 
 register_configs()
 log = logging.getLogger("train")
 
 
-def _hydra_record_writer(cfg: DictConfig):
-    """A function that writes Hydra's record of this run (``.hydra/config.yaml``,
-    ``overrides.yaml``, ``hydra.yaml``) into the run directory. Hydra's own writing is
-    off (``hydra.output_subdir: null``) because it happens before any check: a refused
-    run would overwrite the record of the run that is there."""
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-
-    def write(workdir: Path) -> None:
-        record = Path(workdir) / ".hydra"
-        record.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, record / "config.yaml", resolve=False)
-        OmegaConf.save(OmegaConf.create(list(hydra_cfg.overrides.task)), record / "overrides.yaml")
-        OmegaConf.save(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)}), record / "hydra.yaml")
-    return write
-
-
 def _report(cfg: DictConfig, results: dict, workdir: str) -> None:
     def line(val: dict) -> str:
-        return (f"accuracy {val['accuracy']:.3f} (all-negative {1 - val['positives'] / val['n']:.3f})  "
+        baseline = 1 - val["positives"] / val["n"]
+        # Said plainly: an accuracy at or under calling everything negative is no result.
+        verdict = "" if val["accuracy"] > baseline else ", not above it"
+        return (f"accuracy {val['accuracy']:.3f} (all-negative {baseline:.3f}{verdict})  "
                 f"precision {val['precision']:.3f}  recall {val['recall']:.3f}  F1 {val['f1']:.3f}  "
                 f"AUC {val['auc']:.3f}")
 
@@ -81,7 +67,7 @@ def run(cfg: DictConfig) -> float | None:
     (Path(workdir) / "error.txt").unlink(missing_ok=True)  # ours, from an earlier failed attempt
     if cfg.sweep.enabled:
         return _run_grid(cfg, workdir)
-    results = train_and_evaluate(cfg, workdir, on_start=_hydra_record_writer(cfg))
+    results = train_and_evaluate(cfg, workdir, on_start=record_writer(cfg))
     if results["interrupted"]:
         print(f"stopped by SIGTERM at step {results['step']}; checkpoint {results['step']} saved in "
               f"{workdir}; run the same command to resume", flush=True)
@@ -95,7 +81,7 @@ def _run_grid(cfg: DictConfig, workdir: str) -> float:
     from drugjax.training.config import to_config
     from drugjax.training.grid import run_grid
 
-    out = run_grid(to_config(cfg), workdir, on_start=_hydra_record_writer(cfg))
+    out = run_grid(to_config(cfg), workdir, on_start=record_writer(cfg))
     print((Path(workdir) / "ablation.md").read_text(), flush=True)
     print(f"wrote ablation.csv, ablation.md{', ablation.png' if (Path(workdir) / 'ablation.png').exists() else ''}"
           f" in {workdir}", flush=True)

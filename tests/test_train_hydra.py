@@ -53,6 +53,10 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     value = train.run(cfg)
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out and "recall" in out and "F1" in out and "AUC" in out
+    results_val = json.loads((tmp_path / "run" / "results.json").read_text())["val"]
+    baseline = 1 - results_val["positives"] / results_val["n"]
+    assert f"(all-negative {baseline:.3f}" in out  # the trivial baseline beside accuracy
+    assert ("not above it" in out) == (results_val["accuracy"] <= baseline)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["step"] == 3 and results["objective_name"] == "auc"
     assert value == results["objective"] or (value != value and results["objective"] is None)

@@ -96,14 +96,20 @@ def _root_or_error(path: str) -> Path | None:
     return root
 
 
+def _root_with_csv_files(args) -> Path | None:
+    """The ROOT of ``export-unlabelled`` / ``label``, or None after one error line."""
+    root = _root_or_error(args.root)
+    if root is not None and not (args.posts or args.accounts):
+        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
+        return None
+    return root
+
+
 def _export(args) -> int:
     from drugjax.data.labels import LabelFileError, export_unlabelled
 
-    root = _root_or_error(args.root)
+    root = _root_with_csv_files(args)
     if root is None:
-        return 2
-    if not (args.posts or args.accounts):
-        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
         return 2
     try:
         counts = export_unlabelled(root, posts_csv=args.posts, accounts_csv=args.accounts)
@@ -118,11 +124,8 @@ def _export(args) -> int:
 def _label(args) -> int:
     from drugjax.data.labels import LabelFileError, apply_labels
 
-    root = _root_or_error(args.root)
+    root = _root_with_csv_files(args)
     if root is None:
-        return 2
-    if not (args.posts or args.accounts):
-        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
         return 2
     try:
         report = apply_labels(root, posts_csv=args.posts, accounts_csv=args.accounts, relabel=args.relabel)
