@@ -26,7 +26,7 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -716,6 +716,8 @@ def render(
     text: str | None = None,
     look: Sequence[int] | None = None,
     min_object: float = 0.0,
+    drawers: Mapping[str, Callable] | None = None,
+    full_frame: Collection[str] = (),
 ) -> np.ndarray:
     """Draw one image; returns uint8 (height, width, 3), the shorter side ``size``.
 
@@ -731,9 +733,13 @@ def render(
       text: words drawn into the picture as a meme caption, or None.
       look: the poster's account seed (its :class:`Look`), or None for no habit.
       min_object: the object's smallest size as a share of the shorter side (Instagram style).
+      drawers: other object drawers by name (the pretext set, :mod:`drugjax.data.pretext`)
+        in place of the world's; ``full_frame`` names those that fill the frame.
     """
-    if content not in _DRAWERS:
-        raise ValueError(f"unknown image content {content!r}; expected one of {CONTENTS}")
+    if drawers is None:
+        drawers, full_frame = _DRAWERS, _FULL_FRAME
+    if content not in drawers:
+        raise ValueError(f"unknown image content {content!r}; expected one of {tuple(drawers)}")
     if style not in STYLES:
         raise ValueError(f"unknown image style {style!r}; expected one of {STYLES}")
     if not 0.5 <= aspect <= 2.0:
@@ -752,7 +758,7 @@ def render(
     web_photo = not insta and rng.random() < WEB_PHOTO_SHARE
     im = _background_instagram(rng, W, habit) if insta or web_photo else _background_web(rng, W)
     d = _Draw(im)
-    drawer = _DRAWERS[content]
+    drawer = drawers[content]
     kw = {"menu": menu} if content == "screenshot" else {}
     cx = cy = W / 2
     if insta:
@@ -761,7 +767,7 @@ def render(
         cx = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
         cy = W / 2 + rng.normal(0, short * 0.12 * (0.5 + clutter))
         drawer(d, rng, cx, cy, s, **kw)
-        if content not in _FULL_FRAME and rng.random() < clutter:  # a second, unrelated object
+        if content not in full_frame and rng.random() < clutter:  # a second, unrelated object
             other = str(rng.choice(["food", "car", "pet", "money", "houseplant", "selfie"]))
             _DRAWERS[other](d, rng, rng.uniform(0, W), rng.uniform(0, W), short * rng.uniform(0.15, 0.3))
         if rng.random() < 0.3 * clutter:  # smoke or haze

@@ -110,6 +110,18 @@ def single_task_mlp(
     return MultitaskHeads(hidden=tuple(hidden), dropout_rate=dropout_rate, tasks=("drug",), dtype=dtype)
 
 
+class LinearClassifier(nn.Module):
+    """One softmax layer over ``num_classes`` (logits): the pretext classifier on top of
+    the backbone while it is pre-trained (``model.kind=classifier``)."""
+
+    num_classes: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(features)
+
+
 class EndToEnd(nn.Module):
     """Backbone -> trunk -> heads, trained end to end (or with parts frozen).
 

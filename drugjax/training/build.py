@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drugjax.models.heads import EndToEnd, MultitaskHeads
+from drugjax.models.heads import EndToEnd, LinearClassifier, MultitaskHeads
 from drugjax.models.tiny import TinyBackbone
 from drugjax.training.checkpoint import read_params
 from drugjax.training.config import ConfigError, TrainConfig
@@ -34,7 +34,7 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
     name = cfg.model.backbone.name
     bn_axis = AXIS if training and cfg.parallel.sync_batch_norm else None
     if name == "tiny":
-        if cfg.model.backbone.weights:
+        if cfg.model.backbone.weights not in (None, "none"):
             raise ConfigError("model.backbone.weights applies to inception_v1, not to the tiny stand-in")
         return TinyBackbone(dtype=dtype, bn_axis_name=bn_axis)
     if name != "inception_v1":
@@ -50,7 +50,7 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
 def load_backbone_weights(cfg: TrainConfig) -> dict | None:
     """The variables ``model.backbone.weights`` holds (None when it is not set)."""
     path = cfg.model.backbone.weights
-    if not path:
+    if not path or path == "none":
         return None
     from drugjax.models.weights import load_backbone
 
@@ -60,8 +60,14 @@ def load_backbone_weights(cfg: TrainConfig) -> dict | None:
 
 
 def make_model(cfg: TrainConfig, backbone: Any) -> Any:
-    """End to end (backbone -> trunk -> heads) or the trunk and heads alone."""
+    """End to end (backbone -> trunk -> heads), the trunk and heads alone, or the
+    pretext classifier (backbone -> one softmax layer)."""
     model = cfg.model
+    if model.kind == "classifier":
+        from drugjax.data.pretext import CLASS_NAMES
+
+        return EndToEnd(backbone=backbone, heads=LinearClassifier(len(CLASS_NAMES), dtype=DTYPES[model.dtype]),
+                        train_bn=model.backbone.train_bn)
     # Dropout masks drawn for the global batch: the same on any number of devices.
     heads = MultitaskHeads(hidden=tuple(model.hidden), dropout_rate=model.dropout, tasks=tuple(model.tasks),
                            dtype=DTYPES[model.dtype], dropout_axis_name=AXIS)
@@ -115,7 +121,7 @@ def create_train_state(cfg: TrainConfig, model: Any, sample: jax.Array, init_key
     # seconds on CPU.
     init = jax.jit(lambda k, x: model.init({"params": k, "dropout": k}, x, train=False))
     variables = plain(init(init_key, sample))
-    end_to_end = cfg.model.kind == "end_to_end"
+    end_to_end = cfg.model.kind in ("end_to_end", "classifier")
     if backbone_weights is not None and end_to_end:
         _graft_backbone(variables, backbone_weights)
     if cfg.init_from:

@@ -36,6 +36,8 @@ class ModelConfig:
     # end_to_end: images -> InceptionV1 -> trunk -> heads, trained together.
     # heads: trunk + heads on 1024-d features precomputed once with the (frozen)
     # backbone, as in the paper; the backbone never runs during training steps.
+    # classifier: images -> InceptionV1 -> one softmax layer over the pretext classes
+    # (data.kind=pretext; experiment=pretrain makes the shipped stand-in backbone).
     kind: str = "end_to_end"
     tasks: list[str] = field(default_factory=lambda: ["drug", "weed", "pills", "syrup"])
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -48,7 +50,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     # synthetic: the embedded world (data=synthetic); dir: the user's own ROOT (data=dir),
-    # for which root is required (a missing root never falls back to the synthetic world).
+    # for which root is required (a missing root never falls back to the synthetic world);
+    # pretext: the everyday-object set the stand-in backbone is pre-trained on
+    # (drugjax.data.pretext; seed is its seed, image_size its size).
     kind: str = "synthetic"
     # A dataset ROOT (docs/data-format.md); None = the embedded synthetic world,
     # generated and built on first use (drugjax.data.builders.prepare).
@@ -72,6 +76,8 @@ class DataConfig:
     max_rejected: float = 0.05
     batch_size: int = 32  # global, split evenly over the devices
     eval_batch_size: int = 64  # global
+    pretext_per_class: int = 600  # data.kind=pretext: training images per class
+    pretext_val_per_class: int = 20  # ... and validation images per class
 
 
 @dataclass
@@ -170,7 +176,8 @@ class ConfigError(ValueError):
     """A config value that cannot work (named, with the fix)."""
 
 
-MODEL_KINDS = ("end_to_end", "heads")
+MODEL_KINDS = ("end_to_end", "heads", "classifier")
+DATA_KINDS = ("synthetic", "dir", "pretext")
 DTYPE_NAMES = ("float32", "bfloat16")
 OBJECTIVES = ("accuracy", "precision", "recall", "f1", "auc", "loss")
 
@@ -199,16 +206,23 @@ def check_config(cfg: TrainConfig, num_devices: int) -> None:
     from drugjax.tasks import TASKS
 
     model, data = cfg.model, cfg.data
-    if data.kind not in ("synthetic", "dir"):
-        raise ConfigError(f"data.kind must be synthetic or dir, got {data.kind!r}")
+    if data.kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind must be one of {DATA_KINDS}, got {data.kind!r}")
     if data.kind == "dir" and not data.root:
         raise ConfigError("data.root is required with data=dir: python train.py data=dir data.root=PATH")
     if model.kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind must be one of {MODEL_KINDS}, got {model.kind!r}")
     if model.dtype not in DTYPE_NAMES:
         raise ConfigError(f"model.dtype must be one of {sorted(DTYPE_NAMES)}, got {model.dtype!r}")
+    if (data.kind == "pretext") != (model.kind == "classifier"):
+        raise ConfigError("the pretext set trains model.kind=classifier and only it: use experiment=pretrain "
+                          f"(got data.kind={data.kind}, model.kind={model.kind})")
+    if data.kind == "pretext" and min(data.pretext_per_class, data.pretext_val_per_class) < 1:
+        raise ConfigError("data.pretext_per_class and data.pretext_val_per_class must be >= 1")
     bad = [t for t in model.tasks if t not in TASKS]
-    if bad or not model.tasks or "drug" not in model.tasks:
+    if data.kind == "pretext":
+        pass  # a classifier over the pretext classes: model.tasks plays no part
+    elif bad or not model.tasks or "drug" not in model.tasks:
         raise ConfigError(f"model.tasks must be a subset of {list(TASKS)} that includes 'drug', got {list(model.tasks)}")
     if not 0 <= data.val_fold < data.num_folds:
         raise ConfigError(f"data.val_fold must lie in [0, data.num_folds={data.num_folds}), got {data.val_fold}")

@@ -48,3 +48,30 @@ class Evaluator:
         metrics = binary_metrics(np.concatenate(labels), np.concatenate(probs), self.threshold)
         metrics["loss"] = float(np.mean(np.concatenate(losses)))
         return metrics
+
+
+class ClassifierEvaluator:
+    """Top-1 and top-5 accuracy of a classifier whose batches hold the class in ``kind``
+    (the pretext pre-training), beside the accuracy of always answering the most common
+    class (its trivial baseline), and the mean loss."""
+
+    def __init__(self, eval_fn: Callable, parallel: DataParallel):
+        self.eval_fn, self.parallel = eval_fn, parallel
+
+    def run(self, state: Any, batches: Iterable[dict]) -> dict[str, float]:
+        probs, labels, losses = [], [], []
+        for batch in batches:
+            out = jax.device_get(self.eval_fn(state, self.parallel.put_batch(batch)))
+            valid = np.asarray(batch["valid"]).reshape(-1)
+            probs.append(np.asarray(out["prob"]).reshape(valid.size, -1)[valid])
+            labels.append(np.asarray(batch["kind"]).reshape(-1)[valid])
+            losses.append(np.asarray(out["loss"]).reshape(-1)[valid])
+        prob, label = np.concatenate(probs), np.concatenate(labels)
+        top5 = np.argsort(-prob, axis=1)[:, :5]
+        return {
+            "accuracy": float(np.mean(top5[:, 0] == label)),
+            "top5_accuracy": float(np.mean((top5 == label[:, None]).any(axis=1))),
+            "majority_accuracy": float(np.bincount(label).max() / len(label)),
+            "n": int(len(label)),
+            "loss": float(np.mean(np.concatenate(losses))),
+        }

@@ -182,5 +182,5 @@ def eval_batches(
             k = np.concatenate([k, np.zeros(pad, k.dtype)])
             valid[-pad:] = False
         d, b = num_devices, per_device_batch
-        out.append({"x": x.reshape(d, b, -1), "kind": k.reshape(d, b), "valid": valid.reshape(d, b)})
+        out.append({"x": x.reshape((d, b) + x.shape[1:]), "kind": k.reshape(d, b), "valid": valid.reshape(d, b)})
     return out

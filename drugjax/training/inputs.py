@@ -1,12 +1,14 @@
 """Where the training inputs come from: the datasets, and the batches the steps eat.
 
-Two kinds of input, one interface (:class:`Inputs`):
+Three kinds of input, one interface (:class:`Inputs`):
 
 * end to end (``model.kind=end_to_end``): images through the grain pipeline, augmented;
 * precomputed features (``model.kind=heads``, the paper's set-up): the backbone runs once
   over every usable image, the 1024-d features are cached under
   ``<data_dir>/features/`` (shared by every run with the same backbone weights and data)
-  and batches are drawn from them.
+  and batches are drawn from them;
+* the pretext set (``data.kind=pretext``, ``experiment=pretrain``): everyday objects to
+  pre-train the backbone on (:mod:`drugjax.data.pretext`), ``kind`` holding the class.
 
 Every batch has ``x`` (images or features), ``kind`` and ``valid``, shaped
 ``(devices, per_device_batch, ...)``.
@@ -25,9 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drugjax.data import augment as aug
 from drugjax.data import pipeline
+from drugjax.data.resumable import Resumable
 from drugjax.digest import digest_bytes, digest_file, digest_json
 from drugjax.training import features as features_lib
+from drugjax.training.features import ShuffledOrder
 from drugjax.training.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -273,3 +278,67 @@ def feature_inputs(cfg: TrainConfig, features: Mapping[str, dict], *, num_device
                     "example is drawn equally often")
     sample = jnp.zeros((1, features["posts"]["features"].shape[1]), jnp.float32)
     return Inputs(train, lambda: iter(val), sample, "samples")
+
+
+# --------------------------------------------------------------------------- pretext
+class PretextLoader(Resumable):
+    """Endless shuffled batches of the pretext images (``x`` normalised like the image
+    pipeline's, ``kind`` = class label), each image flipped left-right with probability
+    1/2 when ``augment``; batch ``n`` is a pure function of the seed and ``n``."""
+
+    state_name = "pretext loader"
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, *, per_device_batch: int, num_devices: int, seed: int,
+                 augment: bool, process_index: int = 0, process_count: int = 1):
+        global_batch = per_device_batch * num_devices * process_count
+        if len(images) < global_batch:
+            raise ValueError(f"{len(images)} pretext images are fewer than one global batch of {global_batch}; "
+                             "lower data.batch_size or raise data.pretext_per_class")
+        self.images, self.labels, self.augment, self.seed = images, np.asarray(labels, np.int32), augment, seed
+        self.per_device_batch, self.num_devices = per_device_batch, num_devices
+        self._rows = pipeline.host_rows(global_batch, process_index, process_count)
+        self._order = ShuffledOrder(len(images), global_batch, seed)
+        self._position = 0
+        self._config = {"n": int(len(images)), "seed": int(seed), "global_batch": int(global_batch),
+                        "augment": bool(augment)}
+
+    def __iter__(self) -> PretextLoader:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        global_rows = self._order.rows(self._position)
+        flips = np.random.default_rng([self.seed, 1, self._position]).random(len(global_rows)) < 0.5
+        rows, flips = global_rows[self._rows], flips[self._rows]
+        self._position += 1
+        images = self.images[rows]
+        if self.augment:
+            images[flips] = images[flips, :, ::-1]
+        d, b = self.num_devices, self.per_device_batch
+        return {"x": aug.normalize(images).reshape((d, b) + images.shape[1:]),
+                "kind": self.labels[rows].reshape(d, b), "valid": np.ones((d, b), bool)}
+
+
+def pretext_inputs(cfg: TrainConfig, *, num_devices: int) -> tuple[Inputs, dict[str, dict[str, int]]]:
+    """The pretext set (drugjax.data.pretext), drawn once and cached under
+    ``<data_dir>/pretext/``: its train split trains, its val split validates. Also
+    returns the record counts, as :func:`check_sources` does for the world's sources."""
+    from drugjax.data import pretext
+
+    data = cfg.data
+    cache = feature_cache_dir(cfg).parent / "pretext"
+    train_images, train_labels = pretext.load("train", per_class=data.pretext_per_class, seed=data.seed,
+                                              size=data.image_size, cache_dir=cache)
+    val_images, val_labels = pretext.load("val", per_class=data.pretext_val_per_class, seed=data.seed,
+                                          size=data.image_size, cache_dir=cache)
+    with _data_errors():
+        train = PretextLoader(train_images, train_labels, per_device_batch=_per_device(data.batch_size, num_devices),
+                              num_devices=num_devices, seed=cfg.seed, augment=data.augment,
+                              process_index=jax.process_index(), process_count=jax.process_count())
+    val = features_lib.eval_batches(aug.normalize(val_images), val_labels,
+                                    per_device_batch=data.eval_batch_size // num_devices, num_devices=num_devices)
+    sample = jnp.zeros((1, data.image_size, data.image_size, 3), jnp.float32)
+    counts = {split: {"records": len(labels), "used": len(labels), "classes": len(pretext.CLASS_NAMES)}
+              for split, labels in (("pretext_train", train_labels), ("pretext_val", val_labels))}
+    log.info("pretext: %d training and %d validation images of %d classes at %d px",
+             len(train_labels), len(val_labels), len(pretext.CLASS_NAMES), data.image_size)
+    return Inputs(train, lambda: iter(val), sample, "img"), counts

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from drugjax.training import build, inputs, resume
 from drugjax.training.checkpoint import Checkpoints, read_params
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config, to_config
-from drugjax.training.evaluator import Evaluator
+from drugjax.training.evaluator import ClassifierEvaluator, Evaluator
 from drugjax.training.metrics import METRICS, MetricWriter, jsonable
 from drugjax.training.steps import DataParallel, make_steps
 
@@ -222,14 +222,20 @@ def train_and_evaluate(
     num_devices = parallel.num_devices
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
-    tasks = tuple(cfg.model.tasks)
+    classifier = cfg.model.kind == "classifier"  # the pretext pre-training
+    tasks = ("pretext",) if classifier else tuple(cfg.model.tasks)
 
     # The data and the model.
-    sources = inputs.load_sources(cfg) if sources is None else sources
-    data_counts = inputs.check_sources(cfg, sources)
     init_key, state_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    if classifier:
+        data, data_counts = inputs.pretext_inputs(cfg, num_devices=num_devices)
+    else:
+        sources = inputs.load_sources(cfg) if sources is None else sources
+        data_counts = inputs.check_sources(cfg, sources)
     backbone_weights = build.load_backbone_weights(cfg)
-    if cfg.model.kind == "end_to_end":
+    if classifier:
+        backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
+    elif cfg.model.kind == "end_to_end":
         backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
         data = inputs.image_inputs(cfg, sources, num_devices=num_devices)
     else:
@@ -254,8 +260,10 @@ def train_and_evaluate(
     if restored is not None:
         log.info("resumed from %s at step %d", ckpt_dir, start)
     state = parallel.put_state(state)
-    train_fn, eval_fn = make_steps(parallel, relation_weight=cfg.model.relation_weight, tasks=tasks)
-    evaluator = Evaluator(eval_fn, parallel, column=tasks.index("drug"))
+    train_fn, eval_fn = make_steps(parallel, relation_weight=cfg.model.relation_weight, tasks=tasks,
+                                   softmax=classifier)
+    evaluator = (ClassifierEvaluator(eval_fn, parallel) if classifier
+                 else Evaluator(eval_fn, parallel, column=tasks.index("drug")))
     progress = _Progress(cfg.steps, start, f"train {cfg.name}", enabled=cfg.progress and is_main)
     train_log = _TrainLog(writer, progress, tasks, global_batch=cfg.data.batch_size, units=data.units,
                           ckpt_dir=ckpt_dir, last_good=start if restored is not None else None)
@@ -292,7 +300,7 @@ def train_and_evaluate(
                 if do_eval or step % cfg.checkpoint_every == 0 or stop_now:
                     train_log.flush()
                     ckpts.save(step, state.to_tree(), data_state=data.train.get_state(), config=config,
-                               metrics={k: val[k] for k in METRICS + ("loss",)} if do_eval else None)
+                               metrics={k: v for k, v in val.items() if k in METRICS + ("loss",)} if do_eval else None)
                     train_log.last_good = step
                 if stop_now:
                     ckpts.wait()  # the checkpoint exists before the message says so

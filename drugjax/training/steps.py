@@ -56,6 +56,18 @@ def _targets(kind: jax.Array, valid: jax.Array, relation_weight: float, task_ind
     return targets[:, idx], weights
 
 
+def loss_terms(logits: jax.Array, kind: jax.Array, valid: jax.Array, *, relation_weight: float,
+               task_index: tuple[int, ...], softmax: bool = False) -> jax.Array:
+    """Per-example, per-task loss terms ``(B, T)``: the masked binary cross-entropy of the
+    task heads (Eq. 1), or with ``softmax`` the cross-entropy of a classifier over classes
+    (the pretext pre-training; ``kind`` is then the class, and ``T`` is 1)."""
+    if softmax:
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), kind)
+        return (ce * valid.astype(jnp.float32))[:, None]
+    targets, weights = _targets(kind, valid, relation_weight, task_index)
+    return masked_bce_terms(logits, targets, weights)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -63,6 +75,7 @@ def train_step(
     relation_weight: float,
     task_index: tuple[int, ...] = (0, 1, 2, 3),
     axis_name: str | None = AXIS,
+    softmax: bool = False,
 ) -> tuple[TrainState, dict[str, Any]]:
     """One optimisation step on this device's share of the batch.
 
@@ -75,7 +88,8 @@ def train_step(
     x, kind = batch["x"], batch["kind"]
     valid = batch.get("valid", jnp.ones(kind.shape, bool))
     n = x.shape[0]
-    targets, weights = _targets(kind, valid, relation_weight, task_index)
+    terms_of = partial(loss_terms, kind=kind, valid=valid, relation_weight=relation_weight,
+                       task_index=task_index, softmax=softmax)
     device = 0 if axis_name is None else lax.axis_index(axis_name)
     step_key = jax.random.fold_in(state.rng, state.step)
     # flax Dropout gets a key per device; GlobalBatchDropout the step's key, the same on
@@ -98,7 +112,7 @@ def train_step(
         else:
             logits = state.apply_fn(variables, x, train=True, rngs=rngs)
             new_bs = state.batch_stats
-        terms = masked_bce_terms(logits, targets, weights)
+        terms = terms_of(logits)
         return jnp.sum(terms) / n, (jnp.sum(terms, axis=0) / n, new_bs)
 
     (loss, (task_loss, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -127,16 +141,17 @@ def eval_step(
     *,
     relation_weight: float,
     task_index: tuple[int, ...] = (0, 1, 2, 3),
+    softmax: bool = False,
 ) -> dict[str, jax.Array]:
-    """Per-example probabilities ``(B, T)`` and summed loss terms ``(B,)`` (padding
-    examples get weight 0)."""
+    """Per-example probabilities ``(B, T)`` (of the classes with ``softmax``) and summed
+    loss terms ``(B,)`` (padding examples get weight 0)."""
     x, kind = batch["x"], batch["kind"]
     valid = batch.get("valid", jnp.ones(kind.shape, bool))
     logits = state.apply_fn(state.variables(), x, train=False)
-    targets, weights = _targets(kind, valid, relation_weight, task_index)
+    terms = loss_terms(logits, kind, valid, relation_weight=relation_weight, task_index=task_index, softmax=softmax)
     return {
-        "prob": jax.nn.sigmoid(logits),
-        "loss": jnp.sum(masked_bce_terms(logits, targets, weights), axis=-1),
+        "prob": jax.nn.softmax(logits.astype(jnp.float32)) if softmax else jax.nn.sigmoid(logits),
+        "loss": jnp.sum(terms, axis=-1),
     }
 
 
@@ -214,10 +229,11 @@ class DataParallel:
 
 
 def make_steps(
-    parallel: DataParallel, *, relation_weight: float, tasks: Sequence[str] = TASKS
+    parallel: DataParallel, *, relation_weight: float, tasks: Sequence[str] = TASKS, softmax: bool = False
 ) -> tuple[Callable, Callable]:
-    """The wrapped (train_step, eval_step) for a model predicting ``tasks``."""
-    task_index = tuple(TASKS.index(t) for t in tasks)
-    train = partial(train_step, relation_weight=float(relation_weight), task_index=task_index)
-    evaluate = partial(eval_step, relation_weight=float(relation_weight), task_index=task_index)
+    """The wrapped (train_step, eval_step) for a model predicting ``tasks`` (or, with
+    ``softmax``, for a classifier over classes)."""
+    task_index = (0,) if softmax else tuple(TASKS.index(t) for t in tasks)
+    train = partial(train_step, relation_weight=float(relation_weight), task_index=task_index, softmax=softmax)
+    evaluate = partial(eval_step, relation_weight=float(relation_weight), task_index=task_index, softmax=softmax)
     return parallel.wrap_train(train), parallel.wrap_eval(evaluate)
