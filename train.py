@@ -42,6 +42,11 @@ def _report(cfg: DictConfig, results: dict, workdir: str) -> None:
                 f"AUC {val['auc']:.3f}")
 
     val = results["val"]
+    if cfg.model.kind == "classifier":
+        print(f"validation (pretext classes, n={val['n']}), step {results['step']}: accuracy {val['accuracy']:.3f} "
+              f"(most common class {val['majority_accuracy']:.3f})  top-5 {val['top5_accuracy']:.3f}  "
+              f"loss {val['loss']:.3f}   [{results['wall_time_s']:.0f} s, run dir {workdir}]", flush=True)
+        return
     print(f"validation (drug head, fold {cfg.data.val_fold}, n={val['n']}), last step {results['step']}: "
           f"{line(val)}   [{results['wall_time_s']:.0f} s, run dir {workdir}]", flush=True)
     best, best_step = results.get("best_val"), results.get("best_step")
