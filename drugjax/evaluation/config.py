@@ -134,10 +134,9 @@ def check(cfg: EvaluateConfig) -> None:
                           f"got {list(d.evidence_sources)}")
     if d.blacklist and not Path(d.blacklist).expanduser().is_file():
         raise ConfigError(f"dealers.blacklist={d.blacklist}: no such file; copy and edit conf/blacklist.yaml")
-    weights = cfg.model.backbone.weights
-    if weights and not Path(weights).expanduser().is_file():
-        raise ConfigError(f"model.backbone.weights={weights}: no such file; give converted torchvision weights "
-                          "(.npz/.safetensors/.pth), see docs/training.md")
+    from drugjax.training.build import resolve_weights
+
+    resolve_weights(train_config(cfg))  # a missing or damaged weights file, named with the fix
     check_config(train_config(cfg), 1)
 
 

@@ -42,6 +42,8 @@ from drugjax.evaluation.tables import Table1, write_table1
 from drugjax.fusion import fuse, select_weight, weight_curve
 from drugjax.tasks import INSTAGRAM_POSITIVE
 from drugjax.text import TextClassifier
+from drugjax.models import standin
+from drugjax.training.build import resolve_weights
 from drugjax.training.config import ConfigError
 from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
 
@@ -385,6 +387,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
 def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult) -> None:
     data = f"ROOT {cfg.data.root}" if cfg.data.root else f"synthetic world, preset {cfg.data.preset}, seed {cfg.data.seed}"
     backbone = cfg.model.backbone
+    weights = resolve_weights(train_config(cfg))
     lines = [
         "", "## This run", "",
         f"- Data: {data}; {counts['posts']} labelled posts ({counts['positives']} drug-related; "
@@ -392,7 +395,7 @@ def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: Fus
         f"{counts['web_images']} web images for MT MLP.",
         f"- Folds: {cfg.data.num_folds}, split by {cfg.split}, seed {cfg.seed}; posts per fold "
         f"{counts['posts_per_fold']}, drug-related {counts['positives_per_fold']}; threshold {cfg.threshold:g}.",
-        f"- Image: frozen {backbone.name} features ({backbone.weights or 'random initialisation: no pretrained weights'}"
+        f"- Image: frozen {backbone.name} features ({weights.describe()}"
         f", {cfg.data.image_size} px), trunk {list(cfg.model.hidden)}, {cfg.image.steps} steps of batch "
         f"{cfg.data.batch_size}, {cfg.optim.name} lr {cfg.optim.learning_rate:g}, MT MLP relation weight "
         f"{cfg.model.relation_weight:g}.",
@@ -476,7 +479,6 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
     what the heads expect: tasks, trunk, backbone and image size)."""
     import joblib
 
-    from drugjax.digest import digest_file
     from drugjax.trees import flatten
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -493,10 +495,9 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
         "heads": {"mlp": {"tasks": ["drug"]}, "mt_mlp": {"tasks": list(cfg.model.tasks)},
                   "hidden": list(cfg.model.hidden), "dropout": cfg.model.dropout,
                   "features_dim": int(features["posts"]["features"].shape[1])},
-        "backbone": {"name": backbone.name, "weights": backbone.weights,
-                     "weights_sha256": digest_file(backbone.weights) if backbone.weights else None,
-                     "transform_input": (backbone.weights is not None if backbone.transform_input is None
-                                         else backbone.transform_input),  # as drugjax.training.build resolves it
+        "backbone": {"name": backbone.name, "weights": weights.choice if weights.path is None else
+                     (standin.NAME if weights.choice == "synthetic" else str(weights.path)),
+                     "weights_sha256": weights.sha256, "transform_input": weights.transform_input,
                      "image_size": cfg.data.image_size,
                      "seed": cfg.seed},
     }

@@ -7,6 +7,8 @@ trunk and heads, the warm start from another run (``init_from``), the optimiser 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drugjax.digest import digest_file
+from drugjax.models import standin
 from drugjax.models.heads import EndToEnd, LinearClassifier, MultitaskHeads
 from drugjax.models.tiny import TinyBackbone
 from drugjax.training.checkpoint import read_params
@@ -23,8 +27,58 @@ from drugjax.training.state import TrainState
 from drugjax.training.steps import AXIS
 from drugjax.trees import plain
 
+log = logging.getLogger(__name__)
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 BACKBONES = ("inception_v1", "tiny")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneWeights:
+    """What ``model.backbone.weights`` resolves to: ``none`` (random initialisation),
+    ``synthetic`` (the stand-in shipped in the package, :mod:`drugjax.models.standin`)
+    or a weights file; with the input convention they go with and their sha256."""
+
+    choice: str  # none | synthetic | file
+    path: Path | None
+    transform_input: bool
+    sha256: str | None
+
+    def describe(self) -> str:
+        if self.choice == "none":
+            return "random initialisation (model.backbone.weights=none)"
+        if self.choice == "synthetic":
+            return ("the stand-in pre-trained on drugjax's pretext set of everyday objects, not ImageNet "
+                    f"(model.backbone.weights=synthetic, {self.path.name}, sha256 {self.sha256[:12]}...)")
+        return f"{self.path} (sha256 {self.sha256[:12]}..., transform_input={self.transform_input})"
+
+
+def resolve_weights(cfg: TrainConfig) -> BackboneWeights:
+    """``model.backbone.weights`` resolved: unset means the stand-in on the synthetic
+    world (what it was made for) and a random initialisation elsewhere (a user's data
+    gets no silent choice: pass PATH, ``synthetic`` or ``none``). ``transform_input``
+    unset follows the weights: True for torchvision's files, the provenance's value for
+    the stand-in, False for a random backbone."""
+    backbone = cfg.model.backbone
+    weights = backbone.weights
+    if weights is None:
+        weights = standin.NAME if cfg.data.kind == "synthetic" and backbone.name == "inception_v1" else "none"
+    if weights == "none":
+        resolved = BackboneWeights("none", None, False, None)
+    elif backbone.name != "inception_v1":
+        raise ConfigError(f"model.backbone.weights applies to inception_v1, not to {backbone.name!r}")
+    elif weights == standin.NAME:
+        info = standin.provenance()
+        resolved = BackboneWeights("synthetic", standin.WEIGHTS_FILE, bool(info["transform_input"]), info["sha256"])
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.backbone.weights={weights}: no such file; give a converted .npz/.safetensors, "
+                              "a torchvision .pth, 'synthetic' (the shipped stand-in) or 'none'")
+        resolved = BackboneWeights("file", path, True, digest_file(path))
+    if backbone.transform_input is not None:
+        resolved = dataclasses.replace(resolved, transform_input=bool(backbone.transform_input))
+    return resolved
 
 
 def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any:
@@ -34,29 +88,27 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
     name = cfg.model.backbone.name
     bn_axis = AXIS if training and cfg.parallel.sync_batch_norm else None
     if name == "tiny":
-        if cfg.model.backbone.weights not in (None, "none"):
-            raise ConfigError("model.backbone.weights applies to inception_v1, not to the tiny stand-in")
+        resolve_weights(cfg)  # refuses weights for the tiny stand-in
         return TinyBackbone(dtype=dtype, bn_axis_name=bn_axis)
     if name != "inception_v1":
         raise ConfigError(f"model.backbone.name must be one of {BACKBONES}, got {name!r}")
     from drugjax.models import InceptionV1
 
-    transform = cfg.model.backbone.transform_input
-    if transform is None:
-        transform = cfg.model.backbone.weights is not None
-    return InceptionV1(num_classes=None, transform_input=bool(transform), dtype=dtype, bn_axis_name=bn_axis)
+    transform = resolve_weights(cfg).transform_input
+    return InceptionV1(num_classes=None, transform_input=transform, dtype=dtype, bn_axis_name=bn_axis)
 
 
 def load_backbone_weights(cfg: TrainConfig) -> dict | None:
-    """The variables ``model.backbone.weights`` holds (None when it is not set)."""
-    path = cfg.model.backbone.weights
-    if not path or path == "none":
+    """The variables ``model.backbone.weights`` resolves to (None: random initialisation)."""
+    resolved = resolve_weights(cfg)
+    log.info("backbone weights: %s", resolved.describe())
+    if resolved.choice == "none":
         return None
+    if resolved.choice == "synthetic":
+        return standin.load()
     from drugjax.models.weights import load_backbone
 
-    if not Path(path).expanduser().exists():
-        raise ConfigError(f"model.backbone.weights={path}: no such file; give a converted .npz/.safetensors or a torchvision .pth")
-    return load_backbone(str(Path(path).expanduser()))
+    return load_backbone(str(resolved.path))
 
 
 def make_model(cfg: TrainConfig, backbone: Any) -> Any:

@@ -166,7 +166,7 @@ def format_markdown(summary: list[dict], varying: list[str], trainings: int, sec
         "",
         f"Drug head on the validation posts of each fold; mean ± std over folds {list(cfg.sweep.folds) or [cfg.data.val_fold]}"
         f" and seeds {list(cfg.sweep.seeds) or [cfg.seed]}; {cfg.steps} steps, batch {cfg.data.batch_size}, "
-        f"backbone {cfg.model.backbone.name} ({cfg.model.backbone.weights or 'random initialisation'}).",
+        f"backbone {cfg.model.backbone.name} ({build.resolve_weights(cfg).describe()}).",
         "",
         "| " + " | ".join(varying + ["accuracy (all-negative)", "precision", "recall", "F1", "AUC", "diverged"]) + " |",
         "|" + "---|" * (len(varying) + 6),

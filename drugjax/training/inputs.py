@@ -30,7 +30,7 @@ import numpy as np
 from drugjax.data import augment as aug
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
-from drugjax.digest import digest_bytes, digest_file, digest_json
+from drugjax.digest import digest_bytes, digest_json
 from drugjax.training import features as features_lib
 from drugjax.training.features import ShuffledOrder
 from drugjax.training.config import ConfigError, TrainConfig
@@ -233,9 +233,10 @@ def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
     from the cache or extracted once (``backbone_variables()`` is only called then)."""
     data = cfg.data
     names = sorted(set(data.sources) | {"posts"})
-    weights = cfg.model.backbone.weights
+    from drugjax.training.build import resolve_weights
+
     key = features_lib.cache_key(
-        backbone=cfg.model.backbone.name, weights=digest_file(weights) if weights else None,
+        backbone=cfg.model.backbone.name, weights=resolve_weights(cfg).sha256,
         transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=data.image_size,
         data={n: source_identity(sources[n]) for n in names},
     )
