@@ -135,9 +135,13 @@ def check(cfg: EvaluateConfig) -> None:
     if d.blacklist and not Path(d.blacklist).expanduser().is_file():
         raise ConfigError(f"dealers.blacklist={d.blacklist}: no such file; copy and edit conf/blacklist.yaml")
     weights = cfg.model.backbone.weights
-    if weights and not Path(weights).expanduser().is_file():
+    if weights and Path(weights).expanduser().is_dir():
+        from drugjax.training.provenance import backbone_checkpoint
+
+        backbone_checkpoint(weights)  # a train.py run of an end-to-end model (checked for leaks later)
+    elif weights and not Path(weights).expanduser().is_file():
         raise ConfigError(f"model.backbone.weights={weights}: no such file; give converted torchvision weights "
-                          "(.npz/.safetensors/.pth), see docs/training.md")
+                          "(.npz/.safetensors/.pth) or a train.py run directory, see docs/evaluation.md")
     check_config(train_config(cfg), 1)
 
 

@@ -56,6 +56,9 @@ def load_backbone_weights(cfg: TrainConfig) -> dict | None:
 
     if not Path(path).expanduser().exists():
         raise ConfigError(f"model.backbone.weights={path}: no such file; give a converted .npz/.safetensors or a torchvision .pth")
+    if Path(path).expanduser().is_dir():  # evaluate.py takes a train.py run here; train.py does not
+        raise ConfigError(f"model.backbone.weights={path} is a directory; train.py takes a weights file. To start "
+                          f"from a train.py run, use init_from={path} (its record of training posts carries over)")
     return load_backbone(str(Path(path).expanduser()))
 
 
