@@ -107,6 +107,15 @@ def test_synthetic_worlds_are_told_apart_other_data_is_compared_by_id():
     assert provenance.overlap(record, {"source": "root", "root": "/x", "fingerprint": "f"}, ["p000002"]) == {"p000002"}
 
 
+def test_a_heads_run_has_no_backbone_to_evaluate_with(tmp_path):
+    _train_on(tmp_path / "heads", make_sources(), **{"model.kind": "heads", "data.data_dir": str(tmp_path / "cache")})
+    assert json.loads((tmp_path / "heads" / provenance.RECORD).read_text())["trained_on"][0]["posts"]
+    with pytest.raises(ConfigError, match="trained heads on frozen features.*holds no backbone"):
+        provenance.backbone_checkpoint(tmp_path / "heads")
+    with pytest.raises(ConfigError, match="a directory with no train.py checkpoint"):
+        provenance.backbone_checkpoint(tmp_path / "cache")
+
+
 def test_a_train_py_run_is_refused_as_train_py_backbone_weights(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     from drugjax.training.build import load_backbone_weights
