@@ -4,6 +4,7 @@
     python evaluate.py split=account                  # folds by account instead of by post
     python evaluate.py fusion.weight=0.7 threshold=0.4
     python evaluate.py model.backbone.weights=googlenet.pth    # pretrained Inception-v1
+    python evaluate.py model.backbone.weights=runs/NAME        # a train.py run's backbone
     python evaluate.py data=dir data.root=/path/to/ROOT name=mydata
 
 Five-fold cross-validation (data.num_folds) of the image classifiers (MLP, MT MLP on frozen
@@ -83,14 +84,19 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base=None)
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: user errors end in one ``error:`` line and exit status 1."""
+    """Hydra entry point: user errors end in one ``error:`` line and exit status 1; a
+    backbone checkpoint refused for leakage (drugjax.evaluation.leakage) with status 2."""
     from drugjax.data.builders import BuildError
     from drugjax.data.textsafe import escape_controls
+    from drugjax.evaluation.leakage import LeakageError
     from drugjax.models.weights import WeightsError
     from drugjax.training.config import ConfigError
 
     try:
         run(cfg)
+    except LeakageError as e:  # a backbone that saw the posts it would score: exit 2
+        print(f"error: {escape_controls(e)}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except (ConfigError, BuildError, WeightsError, FileNotFoundError) as e:
         message = str(e) if isinstance(e, BuildError) else escape_controls(e)  # BuildError escapes its data itself
         print(f"error: {message}", file=sys.stderr, flush=True)

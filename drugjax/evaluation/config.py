@@ -134,10 +134,22 @@ def check(cfg: EvaluateConfig) -> None:
                           f"got {list(d.evidence_sources)}")
     if d.blacklist and not Path(d.blacklist).expanduser().is_file():
         raise ConfigError(f"dealers.blacklist={d.blacklist}: no such file; copy and edit conf/blacklist.yaml")
-    from drugjax.training.build import resolve_weights
+    weights = cfg.model.backbone.weights
+    if is_run_directory(weights):
+        from drugjax.training.provenance import backbone_checkpoint
 
-    resolve_weights(train_config(cfg))  # a missing or damaged weights file, named with the fix
+        backbone_checkpoint(weights)  # a train.py run of an end-to-end model (checked for leaks later)
+    else:
+        from drugjax.training.build import resolve_weights
+
+        resolve_weights(train_config(cfg))  # a missing or damaged weights file, named with the fix
     check_config(train_config(cfg), 1)
+
+
+def is_run_directory(weights: str | None) -> bool:
+    """Whether ``model.backbone.weights`` names a train.py run (a directory), not a
+    weights file, ``synthetic`` or ``none``."""
+    return bool(weights) and weights not in ("none", "synthetic") and Path(weights).expanduser().is_dir()
 
 
 def train_config(cfg: EvaluateConfig) -> TrainConfig:

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from drugjax.evaluation import folds as folds_lib
-from drugjax.evaluation.config import EvaluateConfig, check, train_config
+from drugjax.evaluation import leakage
+from drugjax.evaluation.config import EvaluateConfig, check, is_run_directory, train_config
 from drugjax.evaluation.metrics import METRICS, Summary, metrics_by_fold, summarize
 from drugjax.evaluation.tables import Table1, write_table1
 from drugjax.fusion import fuse, select_weight, weight_curve
@@ -45,6 +46,7 @@ from drugjax.text import TextClassifier
 from drugjax.models import standin
 from drugjax.training.build import resolve_weights
 from drugjax.training.config import ConfigError
+from drugjax.training.provenance import BackboneCheckpoint
 from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
 
 log = logging.getLogger(__name__)
@@ -155,12 +157,27 @@ class ImageScores:
     seconds: float
 
 
-def image_features(cfg: EvaluateConfig, sources: Mapping[str, Any]) -> dict:
+def image_features(cfg: EvaluateConfig, sources: Mapping[str, Any],
+                   checkpoint: BackboneCheckpoint | None = None) -> dict:
     """The backbone's features of the usable posts and ``data.sources`` (cached; the
-    same cache as train.py's ``model.kind=heads``)."""
-    from drugjax.training.grid import backbone_features
+    same cache as train.py's ``model.kind=heads``). With ``checkpoint`` (a train.py run
+    as ``model.backbone.weights``), its backbone's parameters and batch statistics, as
+    the run built it (``transform_input``), keyed in the cache by its state digest."""
+    if checkpoint is None:
+        from drugjax.training.grid import backbone_features
 
-    return backbone_features(train_config(cfg), dict(sources))
+        return backbone_features(train_config(cfg), dict(sources))
+    import jax.numpy as jnp
+
+    from drugjax.training import build, inputs
+
+    tcfg = train_config(cfg)
+    backbone_cfg = dataclasses.replace(tcfg.model.backbone, weights="none", transform_input=checkpoint.transform_input)
+    tcfg = dataclasses.replace(tcfg, model=dataclasses.replace(tcfg.model, backbone=backbone_cfg))
+    inputs.check_sources(tcfg, sources)
+    backbone = build.make_backbone(tcfg, jnp.float32, training=False)
+    return inputs.cached_features(tcfg, sources, backbone, is_main=True, backbone_variables=checkpoint.variables,
+                                  weights_id=checkpoint.weights_id)
 
 
 def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts: Posts, folds: np.ndarray,
@@ -332,7 +349,10 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
         raise ConfigError("none of the posts has a drug label (0 or 1) yet; label them first "
                           "(python -m drugjax.data export-unlabelled / label, docs/data-format.md)")
     folds = assign_folds(posts, cfg.split, cfg.data.num_folds, cfg.seed)
-    features = image_features(cfg, sources)
+    # A train.py checkpoint as the backbone: refused before any feature is extracted when
+    # it trained on a post of any fold scored here (drugjax.evaluation.leakage).
+    checkpoint = leakage.check_backbone(cfg, sources["posts"], posts.ids, folds)
+    features = image_features(cfg, sources, checkpoint)
     if not len(features["posts"]["kind"]):
         raise ConfigError(f"none of the {len(posts)} labelled posts has a usable image; the MLP, MT MLP and "
                           "late fusion rows need images (docs/data-format.md)")
@@ -373,7 +393,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
     files["precision_recall"] = plots.precision_recall_curves(workdir / "precision_recall.png", posts.labels, scores)
     files["fusion_weights_png"] = plots.fusion_weight_curve(workdir / "fusion_weights.png", fusion.curve,
                                                             cfg.fusion.weight)
-    files["models"] = save_models(workdir / "models", cfg, image, text, fusion, features)
+    files["models"] = save_models(workdir / "models", cfg, image, text, fusion, features, checkpoint)
     seconds["total"] = time.perf_counter() - t0
     summary = {"counts": counts, "seconds": {k: round(v, 1) for k, v in seconds.items()},
                "fusion": {"weight": cfg.fusion.weight, "selected_by_inner_cv": fusion.selected},
@@ -387,7 +407,8 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
 def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult) -> None:
     data = f"ROOT {cfg.data.root}" if cfg.data.root else f"synthetic world, preset {cfg.data.preset}, seed {cfg.data.seed}"
     backbone = cfg.model.backbone
-    weights = resolve_weights(train_config(cfg))
+    weights = (f"train.py run {backbone.weights}" if is_run_directory(backbone.weights)
+               else resolve_weights(train_config(cfg)).describe())
     lines = [
         "", "## This run", "",
         f"- Data: {data}; {counts['posts']} labelled posts ({counts['positives']} drug-related; "
@@ -395,7 +416,7 @@ def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: Fus
         f"{counts['web_images']} web images for MT MLP.",
         f"- Folds: {cfg.data.num_folds}, split by {cfg.split}, seed {cfg.seed}; posts per fold "
         f"{counts['posts_per_fold']}, drug-related {counts['positives_per_fold']}; threshold {cfg.threshold:g}.",
-        f"- Image: frozen {backbone.name} features ({weights.describe()}"
+        f"- Image: frozen {backbone.name} features ({weights}"
         f", {cfg.data.image_size} px), trunk {list(cfg.model.hidden)}, {cfg.image.steps} steps of batch "
         f"{cfg.data.batch_size}, {cfg.optim.name} lr {cfg.optim.learning_rate:g}, MT MLP relation weight "
         f"{cfg.model.relation_weight:g}.",
@@ -472,7 +493,7 @@ def _cell(summary: Summary, metric: str) -> str:
 
 # --------------------------------------------------------------------------- models
 def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScores], text: Mapping[str, TextScores],
-                fusion: FusionResult, features: Mapping[str, dict]) -> Path:
+                fusion: FusionResult, features: Mapping[str, dict], checkpoint: BackboneCheckpoint | None = None) -> Path:
     """The models fitted on every labelled post, for the later stages: ``mlp.npz`` and
     ``mt_mlp.npz`` (head parameters, keys like ``trunk_0/kernel``), ``text_<mode>.joblib``
     (fitted :class:`~drugjax.text.TextClassifier`), ``fusion.json`` (weight, threshold,
@@ -488,6 +509,12 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
     for method, scores in text.items():
         joblib.dump(scores.model, folder / f"text_{TEXT_METHODS[method]}.joblib")
     backbone = cfg.model.backbone
+    if checkpoint is not None:  # a train.py run: its step and state digest identify the weights
+        weights_name, weights_digest, transform = backbone.weights, checkpoint.state_sha256, checkpoint.transform_input
+    else:
+        weights = resolve_weights(train_config(cfg))
+        weights_name = standin.NAME if weights.choice == "synthetic" else str(weights.path or "none")
+        weights_digest, transform = weights.sha256, weights.transform_input
     document = {
         "weight": cfg.fusion.weight, "threshold": cfg.threshold,
         "image": {"method": FUSED_IMAGE, "file": "mt_mlp.npz"}, "text": {"method": FUSED_TEXT, "file": "text_combined.joblib"},
@@ -495,9 +522,10 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
         "heads": {"mlp": {"tasks": ["drug"]}, "mt_mlp": {"tasks": list(cfg.model.tasks)},
                   "hidden": list(cfg.model.hidden), "dropout": cfg.model.dropout,
                   "features_dim": int(features["posts"]["features"].shape[1])},
-        "backbone": {"name": backbone.name, "weights": weights.choice if weights.path is None else
-                     (standin.NAME if weights.choice == "synthetic" else str(weights.path)),
-                     "weights_sha256": weights.sha256, "transform_input": weights.transform_input,
+        "backbone": {"name": backbone.name, "weights": weights_name,
+                     "weights_sha256": weights_digest,
+                     "checkpoint": None if checkpoint is None else str(checkpoint.step),
+                     "transform_input": transform,
                      "image_size": cfg.data.image_size,
                      "seed": cfg.seed},
     }

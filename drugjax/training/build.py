@@ -72,6 +72,10 @@ def resolve_weights(cfg: TrainConfig) -> BackboneWeights:
         resolved = BackboneWeights("synthetic", standin.WEIGHTS_FILE, bool(info["transform_input"]), info["sha256"])
     else:
         path = Path(weights).expanduser()
+        if path.is_dir():  # evaluate.py takes a train.py run here; train.py does not
+            raise ConfigError(f"model.backbone.weights={weights} is a directory; train.py takes a weights file. To "
+                              f"start from a train.py run, use init_from={weights} (its record of training posts "
+                              "carries over)")
         if not path.is_file():
             raise ConfigError(f"model.backbone.weights={weights}: no such file; give a converted .npz/.safetensors, "
                               "a torchvision .pth, 'synthetic' (the shipped stand-in) or 'none'")

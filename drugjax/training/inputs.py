@@ -228,15 +228,19 @@ def feature_cache_dir(cfg: TrainConfig) -> Path:
 
 
 def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
-                    backbone_variables: Callable[[], dict], *, is_main: bool) -> dict:
+                    backbone_variables: Callable[[], dict], *, is_main: bool, weights_id: str | None = None) -> dict:
     """The backbone's features of every usable record of the posts and ``data.sources``,
-    from the cache or extracted once (``backbone_variables()`` is only called then)."""
+    from the cache or extracted once (``backbone_variables()`` is only called then).
+    ``weights_id`` identifies weights that are not ``model.backbone.weights``'s file (a
+    train.py checkpoint as evaluate.py's backbone) in the cache key."""
     data = cfg.data
     names = sorted(set(data.sources) | {"posts"})
-    from drugjax.training.build import resolve_weights
+    if weights_id is None:
+        from drugjax.training.build import resolve_weights
 
+        weights_id = resolve_weights(cfg).sha256
     key = features_lib.cache_key(
-        backbone=cfg.model.backbone.name, weights=resolve_weights(cfg).sha256,
+        backbone=cfg.model.backbone.name, weights=weights_id,
         transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=data.image_size,
         data={n: source_identity(sources[n]) for n in names},
     )

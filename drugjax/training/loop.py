@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from drugjax.training import build, inputs, resume
+from drugjax.training import build, inputs, provenance, resume
 from drugjax.training.checkpoint import Checkpoints, read_params
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config, to_config
 from drugjax.training.evaluator import ClassifierEvaluator, Evaluator
@@ -255,6 +255,11 @@ def train_and_evaluate(
     start, state = restored if restored is not None else (0, state)
     if on_start is not None and is_main:
         on_start(workdir)
+    if is_main and not classifier:
+        # Which posts this run trains on, before its first step (and checkpoint); with
+        # init_from, the union with that run's record (evaluate.py refuses a backbone
+        # that saw a post it scores). The pretext pre-training sees no post.
+        provenance.write_record(cfg, workdir, sources)
     writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main,
                           resume_step=start if restored is not None else None)
     if restored is not None:
