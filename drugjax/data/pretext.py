@@ -824,7 +824,7 @@ def load(split: str, *, per_class: int, seed: int, size: int, cache_dir: str | P
 
 
 def contact_sheet(path: str | Path, *, seed: int = 0, size: int = 64, per_class: int = 4) -> None:
-    """A PNG with ``per_class`` pretext images of every class, one class per row."""
+    """An image (PNG or JPEG, by the suffix) with ``per_class`` pretext images of every class, one class per row."""
     rows = [np.concatenate([render(label, "val", i, seed=seed, size=size) for i in range(per_class)], axis=1)
             for label in range(len(CLASS_NAMES))]
     columns = 4
