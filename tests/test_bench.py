@@ -1,6 +1,7 @@
-"""The benchmark protocol of bench/backbone.py (bench/protocol.py): load and
-other-process accounting, the UNDER LOAD verdict, and docs writes refused under load.
-Nothing here times anything."""
+"""The backbone benchmarks' machinery: the protocol of bench/backbone.py
+(bench/protocol.py: load and other-process accounting, the UNDER LOAD verdict, docs
+writes refused under load) and bench/gpu_backbone.py (the gradient path it measures, its
+--smoke run). No test asserts on a time."""
 
 from __future__ import annotations
 
@@ -80,3 +81,30 @@ def test_backbone_refuses_to_write_docs_under_load(tmp_path, monkeypatch):
     monkeypatch.setattr(backbone, "run", lambda args: ("| idle table |\n", False))
     backbone.main(["--write-docs"])
     assert "| idle table |" in doc.read_text() and "| table |" not in doc.read_text()
+
+
+def test_gpu_benchmark_lowers_xla_gradients_for_gpus():
+    # bench/gpu_backbone.py measures the gradients GPUs use: lowered for CUDA (from this
+    # CPU-only machine, through jax.export) the step has XLA's select_and_scatter for each
+    # of the 13 max pools; lowered for CPU, the hand-written gradients instead.
+    from drugjax.models.weights import random_variables, to_torchvision
+
+    gpu = _load("gpu_backbone")
+    _, _, step_fn, example = gpu.drugjax_train_step("float32", 2, 64, to_torchvision(random_variables(1000)))
+    assert gpu.gradient_path(step_fn, example, "cuda") == "XLA's own (13 select_and_scatter)"
+    assert gpu.gradient_path(step_fn, example, "cpu").startswith("hand-written")
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_runs_on_cpu():
+    # The whole script at its --smoke size (two training-step compilations, ~1-2 minutes
+    # on 2 cores); the PyTorch rows run only where torch is importable.
+    import subprocess
+
+    root = BENCH.parent
+    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, str(BENCH / "gpu_backbone.py"), "--smoke"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| 2 | float32 |" in out.stdout and "| 2 | bfloat16" in out.stdout
+    assert "hand-written CPU gradients" in out.stdout
