@@ -1,7 +1,7 @@
 """GPU benchmark of the Inception-v1 training step: drugjax against PyTorch (AMP,
 channels_last) on the same GPU, float32 and bfloat16, batch 128 and 256, 224 px.
 
-    python bench/gpu_backbone.py                 # about 5 minutes on one H200 (1 round)
+    python bench/gpu_backbone.py                 # about 5 minutes on one H200 (estimate), 1 round
     python bench/gpu_backbone.py --rounds 2      # alternating twice, best of both: about 10
     python bench/gpu_backbone.py --smoke         # CPU check of the script: batch 2, 64 px, 1 step
 
