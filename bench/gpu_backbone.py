@@ -148,7 +148,6 @@ def jax_worker(args, state_dict) -> dict:
 
 
 def torch_worker(args, state_dict) -> dict:
-    import numpy as np
     import torch
     import torchvision
 
@@ -161,37 +160,46 @@ def torch_worker(args, state_dict) -> dict:
     amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[args.amp_dtype]
     for dtype in args.dtypes:
         amp = dtype != "float32"
+        label = f"PyTorch AMP {args.amp_dtype}" if amp else "PyTorch float32"
         for batch in args.batches:
-            model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False, num_classes=1000)
-            model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=False)
-            model = model.to(device, memory_format=torch.channels_last).train()
-            images, labels = _inputs(batch, args.size)
-            x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.from_numpy(labels.astype(np.int64)).to(device)
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            scaler = torch.amp.GradScaler(device, enabled=amp and amp_dtype == torch.float16)
-            loss_fn = torch.nn.CrossEntropyLoss()
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device, dtype=amp_dtype, enabled=amp):
-                    loss = loss_fn(model(x), y)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-
-            sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-            warm, best = _time_blocks(step, sync, args.warmup, args.steps, args.repeats)
-            label = f"PyTorch AMP {args.amp_dtype}" if amp else "PyTorch float32"
+            warm, best = _torch_config(args, state_dict, device, batch, amp_dtype if amp else None)
             out["rows"].append({"name": label + ", channels_last", "dtype": dtype, "batch": batch, "s": best,
                                 "warmup_s": warm})
             print(f"{label} batch {batch}: {batch / best:.1f} img/s (warm-up {warm:.0f} s)", file=sys.stderr,
                   flush=True)
-            del model, opt, x, y
             if device == "cuda":
-                torch.cuda.empty_cache()
+                torch.cuda.empty_cache()  # the previous configuration's blocks
     return out
+
+
+def _torch_config(args, state_dict, device: str, batch: int, amp_dtype) -> tuple[float, float]:
+    """(warm-up s, best s per step) of torchvision's GoogLeNet training step; autocast to
+    ``amp_dtype`` when given (float16 with a GradScaler)."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False, num_classes=1000)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=False)
+    model = model.to(device, memory_format=torch.channels_last).train()
+    images, labels = _inputs(batch, args.size)
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler(device, enabled=amp_dtype == torch.float16)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return _time_blocks(step, sync, args.warmup, args.steps, args.repeats)
 
 
 def worker(args) -> None:
