@@ -1,48 +1,81 @@
 """Backbone benchmark: images/s of InceptionV1's eval forward and of one training step
-(forward, backward, SGD-momentum update), and the same for torchvision's GoogLeNet in the
-same run when torch and torchvision are importable (channels_last, same thread count).
+(forward, backward, SGD-momentum update) on CPU, against torchvision's GoogLeNet on the
+same weights and inputs, measured in the same run with an honest protocol.
 
-    python bench/backbone.py                       # batch 32, 224x224, float32
-    python bench/backbone.py --batch 8 --steps 3   # quicker
-    python bench/backbone.py --no-torch
+    python bench/backbone.py                          # batch 32, 224x224, float32, 2 rounds
+    python bench/backbone.py --size 96                # the default training's image size
+    python bench/backbone.py --write-docs             # also update docs/benchmarks.md (idle only)
+    python bench/backbone.py --no-torch               # drugjax alone
 
-Both frameworks use the same work: 1000-class head, softmax cross-entropy on fixed random
-labels, SGD with momentum 0.9, BatchNorm in training mode, dropout 0.2. Each figure is the
-median over --steps timed iterations after --warmup untimed ones (the first includes
-compilation). Other processes on the machine slow both sides alike, so the ratio
-drugjax/torchvision measured in the same run is the figure to compare, not the absolute
-numbers. Prints a Markdown table (paste into docs/benchmarks.md).
+Work, the same on both sides: 1000-class head, softmax cross-entropy on fixed random
+labels, SGD with momentum 0.9, BatchNorm in training mode, dropout 0.2; eval is the
+inference forward (drugjax folds BatchNorm into the convolutions there, as its feature
+extraction does; ``--unfolded`` adds the unfolded forward). torchvision runs channels_last
+with ``torch.set_num_threads(--threads)``; XLA:CPU uses one thread per core.
+
+The protocol (issue 14):
+
+* each framework runs in its own process, the processes alternate (drugjax, torchvision,
+  drugjax, torchvision, ... for ``--rounds`` rounds), and each figure is that
+  framework's best time over all its timed iterations of all rounds: separate processes
+  so that one framework's idle thread pool never competes with the other's work,
+  alternation so that a change in the machine's load hits both;
+* the load average is recorded before and after, and the CPU time every other process
+  took during the run is read from /proc and printed ("what else ran");
+* a run whose 1-minute load average exceeds 1.0 at the start, or during which other
+  processes took more than 10% of the machine's CPU time, is marked UNDER LOAD:
+  ``--write-docs`` then refuses to write it (``--allow-load`` writes it, so marked).
+  ``--wait-idle SECONDS`` waits for the load to fall first.
+
+Prints a Markdown block: command, machine, load, what else ran, versions, the table with
+the torchvision reference and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
-import statistics
+import shlex
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import protocol  # noqa: E402  (bench/protocol.py, beside this file)
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+DOCS_SECTION = "bench/backbone.py result"
+
+# name -> (worker, kinds it times); "drugjax-unfolded" and "drugjax-xla" are opt-in.
+VARIANTS = {
+    "drugjax": ("drugjax", ("eval", "train")),
+    "drugjax, BatchNorm not folded": ("drugjax-unfolded", ("eval",)),
+    "drugjax, XLA's own gradients": ("drugjax-xla", ("train",)),
+    "torchvision": ("torchvision", ("eval", "train")),
+}
 
 
-def drugjax_steps(args, state_dict, images, labels,
+def _inputs(args):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(args.batch, args.size, args.size, 3)).astype(np.float32)
+    labels = rng.integers(0, 1000, size=(args.batch,)).astype(np.int32)
+    return images, labels
+
+
+def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
                   xla_gradients: bool = False) -> dict[str, Callable[[], None]]:
     """Blocking closures {"eval": ..., "train": ...} for InceptionV1.
 
-    xla_gradients swaps the model's hand-written max-pool and conv-kernel gradients for
-    plain ``lax.reduce_window`` / ``lax.conv_general_dilated`` (same forward), while the
-    step functions are traced.
+    ``xla_gradients`` swaps the model's hand-written max-pool and conv-kernel gradients
+    for plain ``lax.reduce_window`` / ``lax.conv_general_dilated`` (same forward) while
+    the training step is traced.
     """
     import jax
     import jax.numpy as jnp
@@ -53,6 +86,7 @@ def drugjax_steps(args, state_dict, images, labels,
 
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
     model = InceptionV1(num_classes=1000, dtype=dtype)
+    eval_model = InceptionV1(num_classes=1000, dtype=dtype, fold_batch_norm=fold)
     variables = jax.tree.map(jnp.asarray, from_torchvision(state_dict))
     x = jnp.asarray(images)
     y = jnp.asarray(labels)
@@ -60,7 +94,7 @@ def drugjax_steps(args, state_dict, images, labels,
 
     @jax.jit
     def eval_step(variables, x):
-        return model.apply(variables, x, train=False)
+        return eval_model.apply(variables, x, train=False)
 
     def loss_fn(params, batch_stats, x, y, key):
         logits, updates = model.apply(
@@ -90,7 +124,6 @@ def drugjax_steps(args, state_dict, images, labels,
         inception._flax_conv = lax.conv_general_dilated
         inception.max_pool = lambda x, k, s, pads: nn.max_pool(x, (k, k), (s, s), pads)
         try:  # trace and compile now, with the plain ops in place
-            eval_step = eval_step.lower(variables, x).compile()
             train_step = train_step.lower(state[0], x, y, key).compile()
         finally:
             inception._flax_conv, inception.max_pool = saved
@@ -134,29 +167,132 @@ def torchvision_steps(args, state_dict, images, labels) -> dict[str, Callable[[]
     return {"eval": run_eval, "train": run_train}
 
 
-def measure(steps: dict[str, dict[str, Callable[[], None]]], kinds: list[str], warmup: int,
-            repeats: int) -> dict[str, dict[str, float]]:
-    """Median seconds per call, frameworks interleaved call by call so that changes in
-    the machine's load hit all of them alike."""
-    times: dict[str, dict[str, list[float]]] = {f: {k: [] for k in kinds} for f in steps}
-    for kind in kinds:
-        for f in steps:
-            for _ in range(warmup):  # compilation, allocator warm-up
-                steps[f][kind]()
-        for _ in range(repeats):
-            for f in steps:
-                t = time.perf_counter()
-                steps[f][kind]()
-                times[f][kind].append(time.perf_counter() - t)
-    return {f: {k: statistics.median(v) for k, v in d.items()} for f, d in times.items()}
+def worker(args) -> None:
+    """One framework in this process: warm up, time, print one JSON line of seconds."""
+    import numpy as np
+
+    with np.load(args.weights) as f:
+        state_dict = {k: f[k] for k in f.files}
+    images, labels = _inputs(args)
+    name = args.worker
+    if name == "torchvision":
+        import torch
+        import torchvision
+
+        steps = torchvision_steps(args, state_dict, images, labels)
+        info = {"version": f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+                           f"{args.threads} threads, channels_last"}
+    else:
+        import jax
+
+        steps = drugjax_steps(args, state_dict, images, labels, fold=name != "drugjax-unfolded",
+                              xla_gradients=name == "drugjax-xla")
+        info = {"version": f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+                           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"}
+    times = {}
+    for kind in args.kinds.split(","):
+        t = time.perf_counter()
+        for _ in range(args.warmup):  # compilation, allocator warm-up
+            steps[kind]()
+        info[f"{kind}_warmup_s"] = time.perf_counter() - t
+        times[kind] = []
+        for _ in range(args.steps):
+            t = time.perf_counter()
+            steps[kind]()
+            times[kind].append(time.perf_counter() - t)
+    print("RESULT " + json.dumps({"times": times, **info}), flush=True)
+
+
+def _run_worker(args, name: str, kinds: tuple[str, ...], weights: str, watch: protocol.Watch) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--weights", weights,
+           "--kinds", ",".join(kinds), "--batch", str(args.batch), "--size", str(args.size),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype", args.dtype,
+           "--lr", str(args.lr), "--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watch.exclude.add(proc.pid)
+    out, err = proc.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"the {name} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run(args) -> tuple[str, bool]:
+    """The alternating runs; returns (Markdown report, under load)."""
+    names = ["drugjax"] + (["drugjax, BatchNorm not folded"] if args.unfolded else []) \
+        + (["drugjax, XLA's own gradients"] if args.xla_gradients else [])
+    torch_note = "not run (--no-torch)"
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            import torchvision  # noqa: F401
+        except ImportError as e:
+            torch_note = f"not run: {e} (install drugjax[torch] to compare)"
+        else:
+            names.append("torchvision")
+    wanted = ("train",) if args.train_only else ("eval", "train")
+
+    watch = protocol.Watch()
+    if args.wait_idle and not protocol.wait_for_idle(args.wait_idle, watch.exclude):
+        print(f"the machine did not become idle within {args.wait_idle:.0f} s; measuring anyway (under load)")
+    before = protocol.describe([u for u in protocol.sample_others(2.0, watch.exclude) if u[0] >= 0.05], 2.0)
+    watch.start()
+    best: dict[str, dict[str, float]] = {n: {} for n in names}
+    versions: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        import numpy as np
+
+        from drugjax.models.weights import random_variables, to_torchvision
+
+        weights = str(Path(tmp) / "weights.npz")  # the same weights for every process
+        np.savez(weights, **to_torchvision(random_variables(1000)))
+        for r in range(args.rounds):
+            for name in names:
+                kinds = tuple(k for k in VARIANTS[name][1] if k in wanted)
+                if not kinds:
+                    continue
+                res = _run_worker(args, VARIANTS[name][0], kinds, weights, watch)
+                versions[VARIANTS[name][0].split("-")[0]] = res["version"]
+                for kind, ts in res["times"].items():
+                    best[name][kind] = min(best[name].get(kind, float("inf")), min(ts))
+                print(f"round {r + 1}/{args.rounds} {name}: " + ", ".join(
+                    f"{k} best {args.batch / min(ts):.1f} img/s" for k, ts in res["times"].items()), flush=True)
+    watch.stop()
+    if "torchvision" in versions:
+        torch_note = versions["torchvision"]
+
+    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + args.argv)
+    lines = [f"command: `{cmd}`",
+             f"machine: {protocol.cpu_name()}, {os.cpu_count()} cores (os.cpu_count), {time.strftime('%Y-%m-%d %H:%M %Z')}",
+             *watch.lines(),
+             "busy in the 2 s before the start:", *[f"  {b}" for b in before or ["nothing above 0.1 CPU-s"]],
+             f"drugjax: {versions.get('drugjax', '?')}",
+             f"reference: {torch_note}",
+             f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}; each framework in its own "
+             f"process, {args.rounds} alternating rounds, best of {args.steps} timed iterations per round after "
+             f"{args.warmup} warm-up"]
+    report = ["```", *lines, "```", ""]
+    if watch.under_load:
+        report += ["**UNDER LOAD: these figures are not results** (see status above).", ""]
+    report += ["| framework | " + " | ".join(f"{k} img/s" for k in wanted) + " |",
+               "|---|" + "---|" * len(wanted)]
+    for name, r in best.items():
+        report.append(f"| {name} | " + " | ".join(f"{args.batch / r[k]:.1f}" if k in r else "-"
+                                                 for k in wanted) + " |")
+    if "torchvision" in best:
+        ratios = [best["torchvision"][k] / best["drugjax"][k] for k in wanted]
+        report.append("| ratio drugjax/torchvision | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
+    return "\n".join(report) + "\n", watch.under_load
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--steps", type=int, default=5, help="timed iterations per figure")
-    p.add_argument("--warmup", type=int, default=2, help="untimed iterations (compile)")
+    p.add_argument("--steps", type=int, default=5, help="timed iterations per framework and round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per process (compilation)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds, one process per framework each")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="drugjax compute dtype (torchvision always float32)")
     p.add_argument("--lr", type=float, default=0.01)
@@ -164,58 +300,34 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch intra-op threads; XLA:CPU uses one thread per core")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--unfolded", action="store_true",
+                   help="also time drugjax's eval forward with BatchNorm not folded")
     p.add_argument("--xla-gradients", action="store_true",
-                   help="also time drugjax with XLA's own max-pool and convolution-kernel "
-                        "gradients instead of the hand-written ones (the before/after of "
-                        "docs/benchmarks.md)")
+                   help="also time drugjax's training step with XLA's own max-pool and convolution-kernel "
+                        "gradients instead of the hand-written ones")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for the 1-minute load average to fall to 1.0")
+    p.add_argument("--write-docs", action="store_true",
+                   help=f"write the report into docs/benchmarks.md ('{DOCS_SECTION}' markers); refused under load")
+    p.add_argument("--allow-load", action="store_true",
+                   help="with --write-docs, write a run taken under load (marked UNDER LOAD)")
+    # Internal: one framework in a child process.
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--weights", help=argparse.SUPPRESS)
+    p.add_argument("--kinds", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    import numpy as np
-
-    import jax
-
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(args.batch, args.size, args.size, 3)).astype(np.float32)
-    labels = rng.integers(0, 1000, size=(args.batch,)).astype(np.int32)
-    # Same weights for both frameworks (torchvision keys and layouts).
-    from drugjax.models.weights import random_variables, to_torchvision
-
-    state_dict = to_torchvision(random_variables(1000))
-
-    steps = {"drugjax": drugjax_steps(args, state_dict, images, labels)}
-    if args.xla_gradients:
-        steps["drugjax, XLA's own gradients"] = drugjax_steps(args, state_dict, images, labels,
-                                                               xla_gradients=True)
-    torch_note = "not run (--no-torch)"
-    if not args.no_torch:
-        try:
-            import torch
-            import torchvision
-        except ImportError as e:
-            torch_note = f"not run: {e} (install drugjax[torch] to compare)"
-        else:
-            steps["torchvision"] = torchvision_steps(args, state_dict, images, labels)
-            torch_note = f"torch {torch.__version__}, torchvision {torchvision.__version__}, " \
-                         f"{args.threads} threads, channels_last"
-
-    kinds = ["train"] if args.train_only else ["eval", "train"]
-    results = measure(steps, kinds, args.warmup, args.steps)
-
-    cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))
-    print(f"command: `{cmd}`")
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at end")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; XLA_FLAGS="
-          f"{os.environ.get('XLA_FLAGS', '')!r}; reference: {torch_note}")
-    print(f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}, "
-          f"median of {args.steps} after {args.warmup} warm-up, frameworks interleaved\n")
-    print("| framework | " + " | ".join(f"{k} img/s" for k in kinds) + " |")
-    print("|---|" + "---|" * len(kinds))
-    for name, r in results.items():
-        print(f"| {name} | " + " | ".join(f"{args.batch / r[k]:.1f}" for k in kinds) + " |")
-    if "torchvision" in results:
-        ratios = [results["torchvision"][k] / results["drugjax"][k] for k in kinds]
-        print("| ratio drugjax/torchvision | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.worker:
+        worker(args)
+        return
+    report, under_load = run(args)
+    print("\n" + report)
+    if args.write_docs:
+        if under_load and not args.allow_load:
+            raise SystemExit("not written to docs/benchmarks.md: the run was under load (see status); re-run "
+                             "on an idle machine, or pass --allow-load to write it marked UNDER LOAD")
+        protocol.write_docs_section(DOCS, DOCS_SECTION, report)
+        print(f"updated {DOCS}")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,43 @@ def test_matches_torchvision(reference, size):
     assert np.max(np.abs(logits - want_l)) <= 1e-4
 
 
+def _eval_outputs(model, variables, x):
+    """(features, logits) of one eval forward: the dropout's input is the 1024-d feature."""
+    logits, state = jax.jit(lambda v, x: model.apply(
+        v, x, capture_intermediates=lambda mdl, _: isinstance(mdl, nn.Dropout),
+        mutable=["intermediates"]))(variables, x)
+    return np.asarray(jax.tree.leaves(state["intermediates"])[0]), np.asarray(logits)
+
+
+@pytest.mark.parametrize("size", ["224", "97"])
+def test_folded_batch_norm_matches_torchvision_and_unfolded(reference, size):
+    # BatchNorm folded into the convolutions (the feature-extraction path) computes the
+    # same function: within the fixture's tolerances of torchvision, and within float32
+    # rounding of the unfolded eval forward on the same input.
+    ref, variables = reference
+    x = jnp.asarray(maker.normalise(ref[f"images_{size}"]))
+    features, logits = _eval_outputs(InceptionV1(num_classes=1000, fold_batch_norm=True), variables, x)
+    assert np.max(np.abs(features - ref[f"features_{size}"])) <= 5e-4
+    assert np.max(np.abs(logits - ref[f"logits_{size}"])) <= 1e-4
+    plain_f, plain_l = _eval_outputs(InceptionV1(num_classes=1000), variables, x)
+    np.testing.assert_allclose(features, plain_f, rtol=1e-5, atol=1e-5 * np.max(np.abs(plain_f)))
+    np.testing.assert_allclose(logits, plain_l, rtol=1e-5, atol=1e-5 * np.max(np.abs(plain_l)))
+
+
+def test_folded_batch_norm_leaves_training_mode_alone(reference):
+    # fold_batch_norm changes only train=False: one BasicConv2d in training mode gives
+    # the same output and batch statistics with and without it.
+    from drugjax.models.inception import BasicConv2d
+
+    _, variables = reference
+    conv1 = {c: variables[c]["conv1"] for c in ("params", "batch_stats")}
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3))
+    outs = [BasicConv2d(64, 7, stride=2, padding=3, fold_batch_norm=fold).apply(
+        conv1, x, train=True, mutable=["batch_stats"]) for fold in (False, True)]
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_features_without_classifier(reference):
     # num_classes=None returns the features; cheap at 64x64, checked against the
     # classifier model's dropout input (eval) on the same weights.
@@ -200,3 +237,15 @@ def test_max_pool_gradient_matches_autodiff(window, stride, pads):
     got = jax.vjp(lambda x: max_pool(x, window, stride, pads), x)[1](g)[0]
     want = jax.vjp(lambda x: nn.max_pool(x, (window, window), (stride, stride), pads), x)[1](g)[0]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_feature_extraction_backbone_folds_batch_norm():
+    # Frozen features (train.py's heads set-up, evaluate.py's Table 1) come from the
+    # folded forward; the backbone trained end to end does not fold.
+    from drugjax.training import build
+    from drugjax.training.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.model.backbone.name = "inception_v1"
+    assert build.make_backbone(cfg, jnp.float32, training=False).fold_batch_norm
+    assert not build.make_backbone(cfg, jnp.float32).fold_batch_norm

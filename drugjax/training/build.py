@@ -88,7 +88,9 @@ def resolve_weights(cfg: TrainConfig) -> BackboneWeights:
 def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any:
     """The backbone ``model.backbone`` names, computing in ``dtype``. In training (not for
     feature extraction), ``parallel.sync_batch_norm`` averages BatchNorm's batch
-    statistics over the devices."""
+    statistics over the devices. For feature extraction (``training=False``), Inception-v1
+    folds BatchNorm into its convolutions (``fold_batch_norm``: the same features, within
+    float32 rounding, from a cheaper forward pass)."""
     name = cfg.model.backbone.name
     bn_axis = AXIS if training and cfg.parallel.sync_batch_norm else None
     if name == "tiny":
@@ -99,7 +101,8 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
     from drugjax.models import InceptionV1
 
     transform = resolve_weights(cfg).transform_input
-    return InceptionV1(num_classes=None, transform_input=transform, dtype=dtype, bn_axis_name=bn_axis)
+    return InceptionV1(num_classes=None, transform_input=transform, dtype=dtype, bn_axis_name=bn_axis,
+                       fold_batch_norm=not training)
 
 
 def load_backbone_weights(cfg: TrainConfig) -> dict | None:

@@ -78,7 +78,7 @@ def backbone_features(cfg: TrainConfig, sources: dict) -> dict:
     inputs.check_sources(cfg, sources)
     init_key, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
     backbone_weights = build.load_backbone_weights(cfg)
-    backbone = build.make_backbone(cfg, jnp.float32)
+    backbone = build.make_backbone(cfg, jnp.float32, training=False)
     return inputs.cached_features(
         cfg, sources, backbone, is_main=True,
         backbone_variables=lambda: build.backbone_variables(backbone, backbone_weights, init_key, cfg.data.image_size))

@@ -1,0 +1,164 @@
+"""The benchmark protocol shared by bench/backbone.py and bench/gpu_backbone.py: what the
+machine is, how busy it was before and during a run, and whether a result may go into
+docs/benchmarks.md.
+
+On a 2-core machine another busy process changes both frameworks' speed, and not alike
+(torch's OpenMP threads lose far more than XLA's pool under contention), so a figure
+taken under load is not a result: it is marked as such and not written to the docs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Above this 1-minute load average at the start, a run is "under load" (issue 14).
+MAX_IDLE_LOAD = 1.0
+# Other processes using more than this share of the machine's CPU time during the run
+# also make it "under load" (the load average lags by about a minute).
+MAX_OTHERS_SHARE = 0.10
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_times() -> dict[int, tuple[str, float]]:
+    """{pid: (command line, CPU seconds so far)} of every process readable in /proc
+    (empty where there is no /proc)."""
+    out = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # the process ended meanwhile
+            continue
+        # Fields after the command name, which may hold spaces and parentheses.
+        rest = stat[stat.rindex(")") + 2:].split()
+        utime, stime = int(rest[11]), int(rest[12])
+        name = cmd or stat[stat.index("(") + 1:stat.rindex(")")]
+        out[int(entry.name)] = (name, (utime + stime) / _TICK)
+    return out
+
+
+def others_busy(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                exclude: set[int]) -> list[tuple[float, int, str]]:
+    """(CPU seconds, pid, command) used between two :func:`cpu_times` snapshots by the
+    processes not in ``exclude``, most first. Processes that started and ended between
+    the snapshots are not seen."""
+    used = []
+    for pid, (cmd, t1) in after.items():
+        if pid in exclude:
+            continue
+        t0 = before.get(pid, (cmd, 0.0))[1]
+        if t1 - t0 > 0:
+            used.append((t1 - t0, pid, cmd))
+    return sorted(used, reverse=True)
+
+
+def sample_others(seconds: float, exclude: set[int]) -> list[tuple[float, int, str]]:
+    """What other processes used over ``seconds`` from now (CPU seconds each)."""
+    before = cpu_times()
+    time.sleep(seconds)
+    return others_busy(before, cpu_times(), exclude)
+
+
+def describe(used: list[tuple[float, int, str]], wall: float, top: int = 5) -> list[str]:
+    """Lines 'pid command: x.x CPU-s (y% of one core)' for the ``top`` busiest."""
+    return [f"{pid} {cmd[:90]}: {cpu:.1f} CPU-s ({100 * cpu / max(wall, 1e-9):.0f}% of one core)"
+            for cpu, pid, cmd in used[:top]]
+
+
+@dataclass
+class Watch:
+    """The machine's state around a benchmark run: load averages before and after, and
+    the CPU time other processes took while it ran."""
+
+    exclude: set[int] = field(default_factory=lambda: {os.getpid()})
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    others: list[tuple[float, int, str]] = field(default_factory=list)
+    wall: float = 0.0
+
+    def start(self) -> "Watch":
+        self.load_before = os.getloadavg()
+        self._t0, self._snap = time.perf_counter(), cpu_times()
+        return self
+
+    def stop(self) -> "Watch":
+        self.wall = time.perf_counter() - self._t0
+        self.others = others_busy(self._snap, cpu_times(), self.exclude)
+        self.load_after = os.getloadavg()
+        return self
+
+    @property
+    def others_share(self) -> float:
+        """Share of the machine's CPU time (all cores) that other processes took."""
+        cores = os.cpu_count() or 1
+        return sum(c for c, _, _ in self.others) / max(self.wall * cores, 1e-9)
+
+    @property
+    def under_load(self) -> bool:
+        return self.load_before[0] > MAX_IDLE_LOAD or self.others_share > MAX_OTHERS_SHARE
+
+    def verdict(self) -> str:
+        if not self.under_load:
+            return (f"idle: 1-min load {self.load_before[0]:.2f} <= {MAX_IDLE_LOAD} at start, other processes "
+                    f"{100 * self.others_share:.1f}% of the CPU time during the run")
+        return (f"UNDER LOAD, not a result: 1-min load {self.load_before[0]:.2f} at start (limit "
+                f"{MAX_IDLE_LOAD}), other processes {100 * self.others_share:.1f}% of the CPU time during the "
+                f"run (limit {100 * MAX_OTHERS_SHARE:.0f}%)")
+
+    def lines(self) -> list[str]:
+        fmt = lambda la: " ".join(f"{v:.2f}" for v in la)  # noqa: E731
+        out = [f"load average (1, 5, 15 min): {fmt(self.load_before)} before, {fmt(self.load_after)} after "
+               f"(after includes this benchmark's own processes)",
+               f"status: {self.verdict()}",
+               f"what else ran ({self.wall:.0f} s of wall time, CPU time of other processes):"]
+        busy = describe([u for u in self.others if u[0] >= 0.1], self.wall)
+        return out + ([f"  {line}" for line in busy] or ["  nothing above 0.1 CPU-s"])
+
+
+def wait_for_idle(timeout: float, exclude: set[int], poll: float = 15.0) -> bool:
+    """Wait up to ``timeout`` seconds for the 1-minute load average to fall to
+    :data:`MAX_IDLE_LOAD`; True when it did."""
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] > MAX_IDLE_LOAD:
+        if time.monotonic() >= deadline:
+            return False
+        busy = describe(sample_others(1.0, exclude), 1.0, top=3)
+        print(f"waiting for an idle machine: load {os.getloadavg()[0]:.2f}; busy: {'; '.join(busy) or '-'}",
+              flush=True)
+        time.sleep(poll)
+    return True
+
+
+def write_docs_section(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- {name} begin -->`` and ``<!-- {name} end -->`` in
+    ``path`` (appended at the end when the markers are missing)."""
+    begin, end = f"<!-- {name} begin -->", f"<!-- {name} end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda m: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)

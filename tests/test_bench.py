@@ -1,0 +1,110 @@
+"""The backbone benchmarks' machinery: the protocol of bench/backbone.py
+(bench/protocol.py: load and other-process accounting, the UNDER LOAD verdict, docs
+writes refused under load) and bench/gpu_backbone.py (the gradient path it measures, its
+--smoke run). No test asserts on a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+protocol = _load("protocol")
+
+
+def test_cpu_times_sees_this_process():
+    times = protocol.cpu_times()
+    if not times:
+        pytest.skip("no /proc here")
+    cmd, cpu = times[os.getpid()]
+    assert cpu > 0 and "python" in cmd
+
+
+def test_others_busy_excludes_the_benchmark_and_sorts():
+    before = {1: ("a", 1.0), 2: ("b", 5.0), 3: ("me", 0.0)}
+    after = {1: ("a", 3.0), 2: ("b", 5.5), 3: ("me", 9.0), 4: ("new", 0.2)}
+    used = protocol.others_busy(before, after, exclude={3})
+    assert [(pid, round(cpu, 3)) for cpu, pid, _ in used] == [(1, 2.0), (2, 0.5), (4, 0.2)]
+
+
+def test_verdict_under_load():
+    cores = os.cpu_count() or 1
+    w = protocol.Watch(load_before=(0.5, 0.5, 0.5), wall=100.0, others=[(1.0, 7, "x")])
+    assert not w.under_load and w.verdict().startswith("idle")
+    w.load_before = (1.5, 0.5, 0.5)
+    assert w.under_load and "UNDER LOAD" in w.verdict()
+    w.load_before = (0.2, 0.2, 0.2)
+    w.others = [(0.2 * 100.0 * cores, 7, "busy job")]  # 20% of the machine
+    assert w.under_load
+    assert any("busy job" in line for line in w.lines())
+
+
+def test_write_docs_section_replaces_between_markers(tmp_path):
+    doc = tmp_path / "b.md"
+    doc.write_text("# B\n\nintro\n")
+    protocol.write_docs_section(doc, "x", "first")
+    protocol.write_docs_section(doc, "x", "second\n")
+    text = doc.read_text()
+    assert text.startswith("# B\n\nintro\n") and "second" in text and "first" not in text
+    assert text.count("<!-- x begin -->") == 1
+
+
+def test_backbone_refuses_to_write_docs_under_load(tmp_path, monkeypatch):
+    backbone = _load("backbone")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    monkeypatch.setattr(backbone, "DOCS", doc)
+    monkeypatch.setattr(backbone, "run", lambda args: ("| table |\n", True))
+    with pytest.raises(SystemExit, match="under load"):
+        backbone.main(["--write-docs"])
+    assert doc.read_text() == "# Benchmarks\n"
+    backbone.main(["--write-docs", "--allow-load"])
+    assert "| table |" in doc.read_text()
+    monkeypatch.setattr(backbone, "run", lambda args: ("| idle table |\n", False))
+    backbone.main(["--write-docs"])
+    assert "| idle table |" in doc.read_text() and "| table |" not in doc.read_text()
+
+
+def test_gpu_benchmark_lowers_xla_gradients_for_gpus():
+    # bench/gpu_backbone.py measures the gradients GPUs use: lowered for CUDA (from this
+    # CPU-only machine, through jax.export) the step has XLA's select_and_scatter for each
+    # of the 13 max pools; lowered for CPU, the hand-written gradients instead.
+    from drugjax.models.weights import random_variables, to_torchvision
+
+    gpu = _load("gpu_backbone")
+    _, _, step_fn, example = gpu.drugjax_train_step("float32", 2, 64, to_torchvision(random_variables(1000)))
+    assert gpu.gradient_path(step_fn, example, "cuda") == "XLA's own (13 select_and_scatter)"
+    assert gpu.gradient_path(step_fn, example, "cpu").startswith("hand-written")
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_runs_on_cpu():
+    # The whole script at its --smoke size (two training-step compilations, ~1-2 minutes
+    # on 2 cores); the PyTorch rows run only where torch is importable.
+    import subprocess
+
+    root = BENCH.parent
+    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, str(BENCH / "gpu_backbone.py"), "--smoke"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| 2 | float32 |" in out.stdout and "| 2 | bfloat16" in out.stdout
+    assert "hand-written CPU gradients" in out.stdout
