@@ -63,15 +63,8 @@ def resolve_weights(cfg: TrainConfig) -> BackboneWeights:
     weights = backbone.weights
     if weights is None:
         weights = standin.NAME if cfg.data.kind == "synthetic" and backbone.name == "inception_v1" else "none"
-    if weights == "none":
-        resolved = BackboneWeights("none", None, False, None)
-    elif backbone.name != "inception_v1":
-        raise ConfigError(f"model.backbone.weights applies to inception_v1, not to {backbone.name!r}")
-    elif weights == standin.NAME:
-        info = standin.provenance()
-        resolved = BackboneWeights("synthetic", standin.WEIGHTS_FILE, bool(info["transform_input"]), info["sha256"])
-    else:
-        path = Path(weights).expanduser()
+    path = Path(weights).expanduser()
+    if weights not in ("none", standin.NAME):
         if path.is_dir():  # evaluate.py takes a train.py run here; train.py does not
             raise ConfigError(f"model.backbone.weights={weights} is a directory; train.py takes a weights file. To "
                               f"start from a train.py run, use init_from={weights} (its record of training posts "
@@ -79,6 +72,14 @@ def resolve_weights(cfg: TrainConfig) -> BackboneWeights:
         if not path.is_file():
             raise ConfigError(f"model.backbone.weights={weights}: no such file; give a converted .npz/.safetensors, "
                               "a torchvision .pth, 'synthetic' (the shipped stand-in) or 'none'")
+    if weights != "none" and backbone.name != "inception_v1":
+        raise ConfigError(f"model.backbone.weights applies to inception_v1, not to {backbone.name!r}")
+    if weights == "none":
+        resolved = BackboneWeights("none", None, False, None)
+    elif weights == standin.NAME:
+        info = standin.provenance()
+        resolved = BackboneWeights("synthetic", standin.WEIGHTS_FILE, bool(info["transform_input"]), info["sha256"])
+    else:
         resolved = BackboneWeights("file", path, True, digest_file(path))
     if backbone.transform_input is not None:
         resolved = dataclasses.replace(resolved, transform_input=bool(backbone.transform_input))
