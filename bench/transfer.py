@@ -13,7 +13,7 @@ extraction), then, over the world's 5 folds (each validating once):
 Prints a table of drug-head AUC and F1 (mean ± std over the folds) with the all-negative
 accuracy beside the accuracy, the command, the machine and the load average.
 
-    python bench/transfer.py [--presets small hard] [--image-size 96]
+    python bench/transfer.py [--presets small hard] [--image-size 96] [--weights none synthetic PATH...]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _config(preset: str, weights: str, image_size: int):
+def _config(preset: str, weights: str, image_size: int, transform_input: bool | None = None):
     from drugjax.training.config import TrainConfig
 
     cfg = TrainConfig()
@@ -40,6 +40,7 @@ def _config(preset: str, weights: str, image_size: int):
     cfg.model.kind = "heads"
     cfg.model.backbone.trainable = False
     cfg.model.backbone.weights = weights
+    cfg.model.backbone.transform_input = transform_input
     cfg.data.preset = preset
     cfg.data.image_size = image_size
     cfg.data.batch_size = 64
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["small", "hard"])
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--weights", nargs="+", default=["none", "synthetic"],
+                        help="backbones to compare: none, synthetic or weights files")
+    parser.add_argument("--transform-input", choices=["auto", "true", "false"], default="auto",
+                        help="of weights files: auto = torchvision's convention (true)")
     args = parser.parse_args(argv)
     import logging
 
@@ -112,8 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     load_start = os.getloadavg()
     rows = []
     for preset in args.presets:
-        for weights in ("none", "synthetic"):
-            cfg = _config(preset, weights, args.image_size)
+        for weights in args.weights:
+            transform = None if args.transform_input == "auto" else args.transform_input == "true"
+            cfg = _config(preset, weights, args.image_size, transform)
             sources, features, rate, images = _features(cfg)
             probe = _linear_probe(features, cfg.data.num_folds)
             mlp = _mt_mlp(cfg, sources)
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for preset, weights, images, rate, probe, mlp in rows:
         speed = f"{rate:.0f} img/s ({images} images)" if rate else "cached"
-        print(f"| {preset} | {'random init' if weights == 'none' else 'stand-in'} | {_fmt(probe['auc'])} | "
+        print(f"| {preset} | { {'none': 'random init', 'synthetic': 'stand-in'}.get(weights, weights)} | {_fmt(probe['auc'])} | "
               f"{_fmt(probe['f1'])} | {_fmt(mlp['auc'])} | {_fmt(mlp['f1'])} | {mlp['accuracy'][0]:.3f} "
               f"({mlp['all_negative_accuracy'][0]:.3f}) | {speed} |")
 
