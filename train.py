@@ -1,7 +1,7 @@
 """Train the image model of Yang & Luo (2016): Inception-v1 -> shared trunk -> task heads.
 
-    python train.py                                  # finetune on the embedded synthetic world
-    python train.py experiment=paper_mtl             # the paper: frozen features + multitask trunk
+    python train.py                                  # the paper's MT MLP on the embedded synthetic world
+    python train.py experiment=finetune              # end to end from the stand-in backbone
     python train.py experiment=paper_mlp             # Table 1's single-task MLP baseline
     python train.py data=dir data.root=/path/to/ROOT steps=2000 data.batch_size=64
     python train.py -m model.relation_weight=0,0.25,0.5,0.75,1   # relation-weight ablation
