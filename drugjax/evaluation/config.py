@@ -147,8 +147,8 @@ def check(cfg: EvaluateConfig) -> None:
 
 
 def is_run_directory(weights: str | None) -> bool:
-    """Whether ``model.backbone.weights`` names a train.py run (a directory), not a
-    weights file, ``synthetic`` or ``none``."""
+    """Whether ``model.backbone.weights`` names a train.py run (its directory, its
+    checkpoints/ or one step), not a weights file, ``synthetic`` or ``none``."""
     return bool(weights) and weights not in ("none", "synthetic") and Path(weights).expanduser().is_dir()
 
 

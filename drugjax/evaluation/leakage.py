@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.evaluation.config import EvaluateConfig
+from drugjax.evaluation.config import EvaluateConfig, is_run_directory
 from drugjax.training import provenance
 from drugjax.training.config import ConfigError
 
@@ -30,20 +30,13 @@ class LeakageError(ConfigError):
     """The backbone checkpoint may have seen posts this evaluation scores."""
 
 
-def is_checkpoint(weights: str | None) -> bool:
-    """Whether ``model.backbone.weights`` names a directory (a train.py run or step)."""
-    from pathlib import Path
-
-    return bool(weights) and Path(weights).expanduser().is_dir()
-
-
 def check_backbone(cfg: EvaluateConfig, posts_source: Any, ids: list[str],
                    folds: np.ndarray) -> provenance.BackboneCheckpoint | None:
     """The checkpoint ``model.backbone.weights`` names, once its record shows that it
     trained on none of ``ids`` (the scored posts; ``folds[i]``: the fold of ``ids[i]``);
     None when the weights are a file or unset. Raises :class:`LeakageError`."""
     weights = cfg.model.backbone.weights
-    if not is_checkpoint(weights):
+    if not is_run_directory(weights):
         return None
     checkpoint = provenance.backbone_checkpoint(weights)
     if checkpoint.backbone_name != cfg.model.backbone.name:
