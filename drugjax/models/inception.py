@@ -21,7 +21,9 @@ that torchvision's ImageNet weights can be imported unchanged (see
 On CPU, the max-pool and convolution-kernel gradients are written by hand (custom VJPs,
 same values as XLA's): XLA:CPU's own lowering of them made a training step about 1.7x
 slower (docs/benchmarks.md). The forward pass is plain XLA everywhere; for inference,
-``fold_batch_norm=True`` folds BatchNorm's running statistics into the convolutions.
+``fold_batch_norm=True`` folds BatchNorm's running statistics into the convolutions. The
+three 1x1 convolutions of each inception block's input run as one convolution with their
+kernels concatenated at call time (``fuse_1x1``, on by default; same parameters).
 
 Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's module names
 (``inception3a/branch2_1/conv``) so that weight conversion is a rename plus a transpose.
