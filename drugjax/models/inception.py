@@ -21,7 +21,9 @@ that torchvision's ImageNet weights can be imported unchanged (see
 On CPU, the max-pool and convolution-kernel gradients are written by hand (custom VJPs,
 same values as XLA's): XLA:CPU's own lowering of them made a training step about 1.7x
 slower (docs/benchmarks.md). The forward pass is plain XLA everywhere; for inference,
-``fold_batch_norm=True`` folds BatchNorm's running statistics into the convolutions.
+``fold_batch_norm=True`` folds BatchNorm's running statistics into the convolutions. The
+three 1x1 convolutions of each inception block's input run as one convolution with their
+kernels concatenated at call time (``fuse_1x1``, on by default; same parameters).
 
 Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's module names
 (``inception3a/branch2_1/conv``) so that weight conversion is a rename plus a transpose.
@@ -284,20 +286,16 @@ class BasicConv2d(nn.Module):
     fold_batch_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool, *, convolved: bool = False) -> jnp.ndarray:
+        """``convolved=True``: ``x`` is already this layer's convolution output (the
+        fused 1x1 convolutions of :class:`Inception`, which read ``conv/kernel`` from the
+        variables themselves): only BatchNorm and ReLU run here."""
         if self.fold_batch_norm and not train and not self.is_initializing():
+            if convolved:
+                raise ValueError("the folded forward convolves itself")
             return self._folded(x)
-        x = nn.Conv(
-            self.features,
-            (self.kernel, self.kernel),
-            strides=(self.stride, self.stride),
-            padding=[(self.padding, self.padding)] * 2,
-            use_bias=False,
-            conv_general_dilated=_flax_conv,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
-        )(x)
+        if not convolved:
+            x = self._conv(x)
         x = BatchNorm(
             use_running_average=not train,
             momentum=BN_MOMENTUM,
@@ -308,6 +306,19 @@ class BasicConv2d(nn.Module):
             name="bn",
         )(x)
         return nn.relu(x)
+
+    def _conv(self, x: jnp.ndarray) -> jnp.ndarray:
+        return nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=[(self.padding, self.padding)] * 2,
+            use_bias=False,
+            conv_general_dilated=_flax_conv,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
 
     def _folded(self, x: jnp.ndarray) -> jnp.ndarray:
         """The eval forward with BatchNorm's running statistics folded into the
@@ -321,13 +332,18 @@ class BasicConv2d(nn.Module):
         more than the unfolded path (logits 2.3% from float32 at 224 px on the fixture,
         against about 1.7% unfolded): extract features in float32 for exactness.
         """
-        params, stats = self.variables["params"], self.variables["batch_stats"]
-        kernel = params["conv"]["kernel"].astype(jnp.float32)
-        bn, ra = params["bn"], stats["bn"]
-        mul = lax.rsqrt(ra["var"] + BN_EPSILON) * bn["scale"].astype(jnp.float32)
-        shift = bn["bias"].astype(jnp.float32) - ra["mean"] * mul
-        y = conv2d(x.astype(self.dtype), (kernel * mul).astype(self.dtype), self.stride, self.padding)
+        kernel, shift = _fold(self.variables["params"], self.variables["batch_stats"])
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
         return nn.relu((y.astype(jnp.float32) + shift).astype(self.dtype))
+
+
+def _fold(params, stats) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """One BasicConv2d's (kernel * m, b - mean * m) in float32, m = scale / sqrt(var + eps),
+    from its ``params`` and ``batch_stats`` subtrees (``conv/kernel``, ``bn/...``)."""
+    kernel = params["conv"]["kernel"].astype(jnp.float32)
+    bn, ra = params["bn"], stats["bn"]
+    mul = lax.rsqrt(ra["var"] + BN_EPSILON) * bn["scale"].astype(jnp.float32)
+    return kernel * mul, bn["bias"].astype(jnp.float32) - ra["mean"] * mul
 
 
 class Inception(nn.Module):
@@ -338,6 +354,7 @@ class Inception(nn.Module):
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
     fold_batch_norm: bool = False
+    fuse_1x1: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -346,15 +363,46 @@ class Inception(nn.Module):
             f, k, padding=p, dtype=self.dtype, param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name,
             fold_batch_norm=self.fold_batch_norm, name=name,
         )
-        b1 = conv(ch1x1, 1, 0, "branch1")(x, train)
-        b2 = conv(ch3x3red, 1, 0, "branch2_0")(x, train)
+        if self.fuse_1x1 and not self.is_initializing():
+            b1, b2, b3 = self._fused_1x1(x, train, conv)
+        else:
+            b1 = conv(ch1x1, 1, 0, "branch1")(x, train)
+            b2 = conv(ch3x3red, 1, 0, "branch2_0")(x, train)
+            b3 = conv(ch5x5red, 1, 0, "branch3_0")(x, train)
         b2 = conv(ch3x3, 3, 1, "branch2_1")(b2, train)
-        b3 = conv(ch5x5red, 1, 0, "branch3_0")(x, train)
         b3 = conv(ch5x5, 3, 1, "branch3_1")(b3, train)  # 3x3, as in torchvision
         # MaxPool2d(3, 1, padding=1, ceil_mode=True): same size, -inf border.
         b4 = max_pool(x, 3, 1, ((1, 1), (1, 1)))
         b4 = conv(pool_proj, 1, 0, "branch4_1")(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
+
+    def _fused_1x1(self, x: jnp.ndarray, train: bool, conv):
+        """branch1, branch2_0 and branch3_0 (the three 1x1 convolutions of ``x``) as one
+        convolution whose kernel concatenates theirs along the output channels, split
+        after it; BatchNorm and ReLU stay per branch. The kernels are concatenated on
+        every call from the three layers' own variables (``branchN/conv/kernel``), so
+        parameters, weights files and checkpoints are those of the unfused model, and the
+        gradient flows back through the concatenation to each kernel (one im2col-free
+        kernel-gradient matmul and one input-gradient convolution instead of three).
+        With ``fold_batch_norm`` in eval mode the folded kernels and biases are
+        concatenated instead."""
+        ch1x1, ch3x3red, _, ch5x5red, _, _ = self.cfg
+        names, sizes = ("branch1", "branch2_0", "branch3_0"), (ch1x1, ch3x3red, ch5x5red)
+        cuts = (sizes[0], sizes[0] + sizes[1])
+        params = self.variables["params"]
+        if self.fold_batch_norm and not train:
+            stats = self.variables["batch_stats"]
+            folded = [_fold(params[n], stats[n]) for n in names]
+            kernel = jnp.concatenate([k for k, _ in folded], axis=-1).astype(self.dtype)
+            shift = jnp.concatenate([b for _, b in folded])
+            y = conv2d(x, kernel, 1, 0)
+            y = nn.relu((y.astype(jnp.float32) + shift).astype(self.dtype))
+            return jnp.split(y, cuts, axis=-1)
+        kernel = jnp.concatenate([params[n]["conv"]["kernel"] for n in names], axis=-1)
+        # Through _flax_conv, as nn.Conv calls it (bench/backbone.py swaps it for XLA's).
+        y = _flax_conv(x, kernel.astype(self.dtype), (1, 1), ((0, 0), (0, 0)), dimension_numbers=_DIMS)
+        return [conv(f, 1, 0, n)(part, train, convolved=True)
+                for f, n, part in zip(sizes, names, jnp.split(y, cuts, axis=-1))]
 
 
 class InceptionV1(nn.Module):
@@ -376,6 +424,10 @@ class InceptionV1(nn.Module):
         statistics into its convolution's kernel and a bias (one convolution, one add,
         ReLU) instead of normalising the convolution's output: the same function, same
         variables, faster inference (feature extraction). Training mode is unaffected.
+      fuse_1x1: compute each inception block's three 1x1 convolutions of the block input
+        (branch1, branch2_0, branch3_0) as one convolution with their kernels
+        concatenated, split after it (:meth:`Inception._fused_1x1`): the same function
+        within float32 rounding, the same parameters. False computes them one by one.
 
     Call as ``model.apply(variables, x, train=False)`` with ``x`` NHWC float, normalised
     with ImageNet mean/std. ``train=True`` uses batch statistics, updates ``batch_stats``
@@ -390,6 +442,7 @@ class InceptionV1(nn.Module):
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
     fold_batch_norm: bool = False
+    fuse_1x1: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -416,13 +469,13 @@ class InceptionV1(nn.Module):
         x = BasicConv2d(192, 3, padding=1, name="conv3", **kw)(x, train)
         x = ceil_max_pool(x, 3, 2)
         for name in ("inception3a", "inception3b"):
-            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+            x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
         x = ceil_max_pool(x, 3, 2)
         for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
-            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+            x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
         x = ceil_max_pool(x, 2, 2)
         for name in ("inception5a", "inception5b"):
-            x = Inception(INCEPTION_CFG[name], name=name, **kw)(x, train)
+            x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
         x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
         if self.num_classes is None:
             return x
