@@ -119,7 +119,7 @@ def export(run: str | Path, weights: Path = WEIGHTS_FILE, record: Path = PROVENA
     info = {
         "what": "Inception-v1 backbone pre-trained on drugjax's pretext set of everyday objects (not ImageNet)",
         "command": "python train.py experiment=pretrain",
-        "export_command": f"python -m drugjax.models.standin export {run.name if run.parent.name == 'runs' else run}",
+        "export_command": f"python -m drugjax.models.standin export {Path('runs', run.name) if run.parent.name == 'runs' else run}",
         "commit": commit or _git_commit(),
         "seed": config["seed"],
         "pretext": {"seed": config["data"]["seed"], "image_size": config["data"]["image_size"],
