@@ -240,8 +240,9 @@ def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
 
         weights_id = resolve_weights(cfg).sha256
     key = features_lib.cache_key(
-        backbone=cfg.model.backbone.name, weights=weights_id,
-        transform=getattr(backbone, "transform_input", None), seed=cfg.seed, image_size=data.image_size,
+        backbone=cfg.model.backbone.name, weights=weights_id, transform=getattr(backbone, "transform_input", None),
+        # The seed draws a random backbone; given weights, every seed shares one set of features.
+        seed=cfg.seed if weights_id is None else None, image_size=data.image_size,
         data={n: source_identity(sources[n]) for n in names},
     )
     path = feature_cache_dir(cfg) / f"features-{key}.npz"
