@@ -181,6 +181,8 @@ def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, m
     if not override.startswith("data.root"):
         args += [f"data.root={tmp_path / 'root'}"]
         write_root(tmp_path / "root")
+    if override.startswith("data.mixture"):
+        args += ["experiment=finetune"]  # mixing sources is the image pipeline's (end to end)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
