@@ -233,11 +233,10 @@ def train_and_evaluate(
         sources = inputs.load_sources(cfg) if sources is None else sources
         data_counts = inputs.check_sources(cfg, sources)
     backbone_weights = build.load_backbone_weights(cfg)
-    if classifier:
+    if cfg.model.kind in ("end_to_end", "classifier"):
         backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
-    elif cfg.model.kind == "end_to_end":
-        backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
-        data = inputs.image_inputs(cfg, sources, num_devices=num_devices)
+        if not classifier:
+            data = inputs.image_inputs(cfg, sources, num_devices=num_devices)
     else:
         # The paper's set-up: features computed once with the frozen backbone.
         backbone = build.make_backbone(cfg, jnp.float32, training=False)
