@@ -96,20 +96,7 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     def eval_step(variables, x):
         return eval_model.apply(variables, x, train=False)
 
-    def loss_fn(params, batch_stats, x, y, key):
-        logits, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats}, x, train=True,
-            mutable=["batch_stats"], rngs={"dropout": key})
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
-        return loss.mean(), updates["batch_stats"]
-
-    @jax.jit
-    def train_step(state, x, y, key):
-        params, batch_stats, opt_state = state
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, batch_stats, x, y, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+    train_step = protocol.sgd_train_step(model, tx)
 
     params, batch_stats = variables["params"], variables["batch_stats"]
     state = [(params, batch_stats, tx.init(params))]
@@ -224,11 +211,9 @@ def run(args) -> tuple[str, bool]:
         + (["drugjax, XLA's own gradients"] if args.xla_gradients else [])
     torch_note = "not run (--no-torch)"
     if not args.no_torch:
-        try:
-            import torch  # noqa: F401
-            import torchvision  # noqa: F401
-        except ImportError as e:
-            torch_note = f"not run: {e} (install drugjax[torch] to compare)"
+        missing = protocol.torch_missing()
+        if missing:
+            torch_note = f"not run: {missing} (install drugjax[torch] to compare)"
         else:
             names.append("torchvision")
     wanted = ("train",) if args.train_only else ("eval", "train")

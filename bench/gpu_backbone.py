@@ -88,18 +88,7 @@ def drugjax_train_step(dtype_name: str, batch: int, size: int, state_dict: dict,
     x, y = jax.device_put(images), jax.device_put(labels)
     tx = optax.sgd(lr, momentum=0.9)
 
-    def loss_fn(params, batch_stats, x, y, key):
-        logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                      mutable=["batch_stats"], rngs={"dropout": key})
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
-        return loss.mean(), updates["batch_stats"]
-
-    @jax.jit
-    def train_step(state, x, y, key):
-        params, batch_stats, opt_state = state
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x, y, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+    train_step = protocol.sgd_train_step(model, tx)
 
     params = variables["params"]
     state = [(params, variables["batch_stats"], tx.init(params))]
@@ -263,11 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     which = ["jax"]
     torch_note = "not run (--no-torch)"
     if not args.no_torch:
-        try:
-            import torch  # noqa: F401
-            import torchvision  # noqa: F401
-        except ImportError as e:
-            torch_note = f"not run: {e} (pip install -e '.[torch]')"
+        missing = protocol.torch_missing()
+        if missing:
+            torch_note = f"not run: {missing} (pip install -e '.[torch]')"
         else:
             which.append("torch")
 

@@ -162,3 +162,38 @@ def write_docs_section(path: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def torch_missing() -> str | None:
+    """Why torch and torchvision cannot be imported here (None when they can): the
+    benchmarks then time drugjax alone."""
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError as e:
+        return str(e)
+    return None
+
+
+def sgd_train_step(model, tx):
+    """The benchmarks' jitted training step of a 1000-class ``model``: softmax
+    cross-entropy, BatchNorm in training mode, dropout, one ``tx`` update;
+    ``(params, batch_stats, opt_state), x, y, key -> (new state, loss)``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def loss_fn(params, batch_stats, x, y, key):
+        logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                      mutable=["batch_stats"], rngs={"dropout": key})
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
+        return loss.mean(), updates["batch_stats"]
+
+    @jax.jit
+    def train_step(state, x, y, key):
+        params, batch_stats, opt_state = state
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x, y, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+
+    return train_step

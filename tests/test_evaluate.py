@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from train_support import write_root
+from train_support import EVALUATE_TINY as TINY, write_root
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,8 +25,6 @@ from drugjax.evaluation.protocol import Posts, assign_folds, load_models  # noqa
 from drugjax.evaluation.tables import TABLE1_METHODS  # noqa: E402
 
 CONF = str(ROOT / "conf")
-TINY = ["data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]", "image.steps=6",
-        "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from train_support import make_sources, tiny_config
+from train_support import EVALUATE_TINY as TINY, make_sources, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,8 +27,6 @@ from drugjax.training.config import ConfigError  # noqa: E402
 from drugjax.training.loop import train_and_evaluate  # noqa: E402
 
 CONF = str(ROOT / "conf")
-TINY = ["data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]", "image.steps=6",
-        "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8"]
 
 
 @pytest.fixture(scope="module")
