@@ -25,6 +25,20 @@ def test_multitask_heads_shapes_and_paper_sizes():
     assert n == (1024 * 256 + 256) + (256 * 256 + 256) + 4 * (256 + 1)
 
 
+def test_input_norm_normalises_each_feature_vector_before_the_trunk():
+    # Features pooled from several blocks come at different scales; with input_norm the
+    # heads see each vector centred and scaled (a LayerNorm with its own parameters).
+    model = MultitaskHeads(hidden=(8,), input_norm=True)
+    x = jax.random.normal(jax.random.key(0), (4, 12)) * 3 + 1
+    v = model.init(jax.random.key(1), x)
+    assert set(v["params"]["input_norm"]) == {"scale", "bias"}
+    np.testing.assert_allclose(model.apply(v, x), model.apply(v, 5 * x - 2), rtol=1e-4, atol=1e-4)
+    plain = MultitaskHeads(hidden=(8,))
+    assert "input_norm" not in plain.init(jax.random.key(1), x)["params"]
+    assert not np.allclose(plain.apply(plain.init(jax.random.key(1), x), x),
+                           plain.apply(plain.init(jax.random.key(1), x), 5 * x - 2))
+
+
 def test_configurable_widths_dropout_and_single_task():
     m = MultitaskHeads(hidden=(8,), dropout_rate=0.5, tasks=("drug", "pills"))
     x = jnp.ones((3, 6))

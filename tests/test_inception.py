@@ -307,3 +307,24 @@ def test_fused_1x1_keeps_parameters_and_fuses():
 
     for fold in (False, True):
         assert convs(False, fold) == 57 and convs(True, fold) == 57 - 2 * 9
+
+
+def test_pool_layers_concatenate_block_means_in_network_order(reference):
+    # Multi-level features (the stand-in's default set-up): each named block's output,
+    # globally averaged, in network order; the last 1024 are the default features.
+    _, variables = reference
+    backbone = {"params": {k: v for k, v in variables["params"].items() if k != "fc"},
+                "batch_stats": variables["batch_stats"]}
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
+    layers = ("inception3b", "inception4e", "inception5b")
+    multi = jax.jit(InceptionV1(pool_layers=layers).apply)(backbone, x)
+    assert multi.shape == (2, 480 + 832 + 1024)
+    np.testing.assert_allclose(multi[:, -1024:], jax.jit(InceptionV1().apply)(backbone, x), rtol=1e-5, atol=1e-6)
+    _, captured = InceptionV1().apply(backbone, x, capture_intermediates=lambda m, name: m.name == "inception3b")
+    block = captured["intermediates"]["inception3b"]["__call__"][0]
+    np.testing.assert_allclose(multi[:, :480], block.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    # the order is the network's whatever order is given
+    np.testing.assert_allclose(jax.jit(InceptionV1(pool_layers=layers[::-1]).apply)(backbone, x), multi, rtol=1e-6)
+    for bad in ((), ("inception6a",), ("inception3b", "inception3b")):
+        with pytest.raises(ValueError, match="pool_layers must be distinct inception block names"):
+            InceptionV1(pool_layers=bad).apply(backbone, x)

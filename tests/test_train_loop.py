@@ -250,3 +250,47 @@ def test_bfloat16_compute_through_the_loop(tmp_path):
     assert res["step"] == 4 and np.isfinite(res["val"]["loss"])
     params = _params(tmp_path / "run")
     assert {np.asarray(a).dtype for a in jax.tree.leaves(params)} == {np.dtype("float32")}  # parameters stay float32
+
+
+def test_flip_averaged_features_are_the_mean_over_the_mirror_images(tmp_path, monkeypatch):
+    import jax.numpy as jnp
+
+    from drugjax.models.tiny import TinyBackbone
+    from drugjax.training import features
+
+    sources = make_sources(n_posts=10, n_web=6)
+    mirrored = {name: [dict(r, image=r["image"][:, ::-1]) for r in records] for name, records in sources.items()}
+    backbone = TinyBackbone()
+    variables = backbone.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), train=False)
+    kw = dict(names=["posts", "web"], image_size=16, batch_size=4)
+    plain = features.extract_features(backbone, variables, sources, **kw)
+    flipped = features.extract_features(backbone, variables, mirrored, **kw)
+    averaged = features.extract_features(backbone, variables, sources, flip_average=True, **kw)
+    for name in ("posts", "web"):
+        want = (plain[name]["features"] + flipped[name]["features"]) / 2
+        np.testing.assert_allclose(averaged[name]["features"], want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(averaged[name]["features"], plain[name]["features"])
+    # flip-averaged features have their own cache entry, and train the heads with input_norm
+    extractions = []
+    extract = features.extract_features
+    monkeypatch.setattr(features, "extract_features", lambda *a, **k: extractions.append(k) or extract(*a, **k))
+    train_and_evaluate(_heads_cfg(tmp_path, steps=2), tmp_path / "a", sources=sources)
+    res = train_and_evaluate(_heads_cfg(tmp_path, steps=2, **{"model.backbone.flip_average": True,
+                                                              "model.input_norm": True}), tmp_path / "b", sources=sources)
+    assert [k["flip_average"] for k in extractions] == [False, True]
+    assert "input_norm" in read_params(tmp_path / "b")["params"]
+    assert res["step"] == 2 and np.isfinite(res["val"]["loss"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model.backbone.name": "inception_v1", "model.backbone.pool_layers": ["inception9z"]},
+     r"model\.backbone\.pool_layers must be distinct inception block names"),
+    ({"model.backbone.pool_layers": ["inception3b", "inception5b"]},
+     r"model\.backbone\.pool_layers applies to inception_v1, not to 'tiny'"),
+    ({"model.kind": "end_to_end", "model.backbone.flip_average": True},
+     r"model\.backbone\.flip_average averages frozen features \(model\.kind=heads\)"),
+])
+def test_feature_options_are_checked_before_anything_runs(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(_heads_cfg(tmp_path, **overrides), tmp_path / "run", sources=make_sources())
+    assert not (tmp_path / "run").exists()

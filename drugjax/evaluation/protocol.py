@@ -198,7 +198,8 @@ def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts:
     tasks = ("drug",) if method == "MLP" else tuple(cfg.model.tasks)
     configs = [HeadConfig(relation_weight=cfg.model.relation_weight, learning_rate=cfg.optim.learning_rate,
                           decay=cfg.optim.decay, weight_decay=cfg.optim.weight_decay, seed=cfg.seed, fold=code,
-                          dropout=cfg.model.dropout, hidden=tuple(cfg.model.hidden), tasks=tasks) for code in codes]
+                          dropout=cfg.model.dropout, hidden=tuple(cfg.model.hidden), tasks=tasks,
+                          input_norm=cfg.model.input_norm) for code in codes]
     schedule = Schedule(steps=cfg.image.steps, batch_size=cfg.data.batch_size, optim=cfg.optim,
                         chunk_steps=cfg.image.chunk_steps)
     try:
@@ -520,12 +521,13 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
         "image": {"method": FUSED_IMAGE, "file": "mt_mlp.npz"}, "text": {"method": FUSED_TEXT, "file": "text_combined.joblib"},
         "selected_by_inner_cv": fusion.selected,
         "heads": {"mlp": {"tasks": ["drug"]}, "mt_mlp": {"tasks": list(cfg.model.tasks)},
-                  "hidden": list(cfg.model.hidden), "dropout": cfg.model.dropout,
+                  "hidden": list(cfg.model.hidden), "dropout": cfg.model.dropout, "input_norm": cfg.model.input_norm,
                   "features_dim": int(features["posts"]["features"].shape[1])},
         "backbone": {"name": backbone.name, "weights": weights_name,
                      "weights_sha256": weights_digest,
                      "checkpoint": None if checkpoint is None else str(checkpoint.step),
                      "transform_input": transform,
+                     "pool_layers": list(backbone.pool_layers), "flip_average": backbone.flip_average,
                      "image_size": cfg.data.image_size,
                      "seed": cfg.seed},
     }
@@ -580,7 +582,8 @@ def load_models(folder: str | Path) -> PostModels:
                     node = node.setdefault(part, {})
                 node[leaf] = z[key]
         model = MultitaskHeads(hidden=tuple(fusion["heads"]["hidden"]), dropout_rate=fusion["heads"]["dropout"],
-                               tasks=tuple(fusion["heads"][name]["tasks"]))
+                               tasks=tuple(fusion["heads"][name]["tasks"]),
+                               input_norm=bool(fusion["heads"].get("input_norm", False)))
         heads[name] = (model, params)
     text = {mode: joblib.load(folder / f"text_{mode}.joblib") for mode in TEXT_METHODS.values()}
     return PostModels(heads, text, fusion)

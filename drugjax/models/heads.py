@@ -70,6 +70,8 @@ class MultitaskHeads(nn.Module):
         number of devices trains like one; None draws each device's mask from its own
         key (``flax.linen.Dropout``).
       tasks: the task names, one head each; logits come in this order.
+      input_norm: a LayerNorm over the features before the trunk (features concatenated
+        from several backbone blocks come at different scales; docs/training.md).
       dtype: compute dtype (``jnp.bfloat16`` for mixed precision); logits are float32.
       param_dtype: parameter dtype (keep float32).
     """
@@ -80,6 +82,7 @@ class MultitaskHeads(nn.Module):
     tasks: Sequence[str] = TASKS
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    input_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -90,6 +93,8 @@ class MultitaskHeads(nn.Module):
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(self.tasks)}")
         x = x.astype(self.dtype)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        if self.input_norm:
+            x = nn.LayerNorm(name="input_norm", **kw)(x)
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(int(width), name=f"trunk_{i}", **kw)(x))
             if self.dropout_rate > 0 and self.dropout_axis_name is not None:

@@ -61,6 +61,14 @@ INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 
+def check_pool_layers(pool_layers: tuple[str, ...] | list[str]) -> None:
+    """Raise ValueError unless ``pool_layers`` names distinct inception blocks."""
+    unknown = [name for name in pool_layers if name not in INCEPTION_CFG]
+    if unknown or not pool_layers or len(set(pool_layers)) != len(pool_layers):
+        raise ValueError(f"pool_layers must be distinct inception block names of {list(INCEPTION_CFG)}, "
+                         f"got {list(pool_layers)}")
+
+
 def _pool_taps(xp: jnp.ndarray, window: int, stride: int, ho: int, wo: int):
     """(dy, dx, strided slice of xp seen by window tap (dy, dx)), in torch's scan order."""
     n, _, _, c = xp.shape
@@ -424,6 +432,11 @@ class InceptionV1(nn.Module):
         statistics into its convolution's kernel and a bias (one convolution, one add,
         ReLU) instead of normalising the convolution's output: the same function, same
         variables, faster inference (feature extraction). Training mode is unaffected.
+      pool_layers: the inception blocks whose outputs are global-average-pooled and
+        concatenated (in network order) into the features: ``("inception5b",)`` is
+        torchvision's 1024-d pool; adding mid-level blocks keeps colour and shape detail a
+        backbone pre-trained on few classes drops by its last block (docs/training.md).
+        Only the default takes torchvision's classifier.
       fuse_1x1: compute each inception block's three 1x1 convolutions of the block input
         (branch1, branch2_0, branch3_0) as one convolution with their kernels
         concatenated, split after it (:meth:`Inception._fused_1x1`): the same function
@@ -443,6 +456,7 @@ class InceptionV1(nn.Module):
     bn_axis_name: str | None = None
     fold_batch_norm: bool = False
     fuse_1x1: bool = True
+    pool_layers: tuple[str, ...] = ("inception5b",)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -468,15 +482,24 @@ class InceptionV1(nn.Module):
         x = BasicConv2d(64, 1, name="conv2", **kw)(x, train)
         x = BasicConv2d(192, 3, padding=1, name="conv3", **kw)(x, train)
         x = ceil_max_pool(x, 3, 2)
-        for name in ("inception3a", "inception3b"):
+        check_pool_layers(self.pool_layers)
+        pooled = []  # blocks after the last pooled one stay (their parameters load); jit drops their work
+
+        def block(name: str, x: jnp.ndarray) -> jnp.ndarray:
             x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
+            if name in self.pool_layers:
+                pooled.append(jnp.mean(x, axis=(1, 2)))  # AdaptiveAvgPool2d((1, 1)) + flatten
+            return x
+
+        for name in ("inception3a", "inception3b"):
+            x = block(name, x)
         x = ceil_max_pool(x, 3, 2)
         for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
-            x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
+            x = block(name, x)
         x = ceil_max_pool(x, 2, 2)
         for name in ("inception5a", "inception5b"):
-            x = Inception(INCEPTION_CFG[name], fuse_1x1=self.fuse_1x1, name=name, **kw)(x, train)
-        x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten
+            x = block(name, x)
+        x = pooled[0] if len(pooled) == 1 else jnp.concatenate(pooled, axis=-1)
         if self.num_classes is None:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

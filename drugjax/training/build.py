@@ -103,7 +103,7 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
 
     transform = resolve_weights(cfg).transform_input
     return InceptionV1(num_classes=None, transform_input=transform, dtype=dtype, bn_axis_name=bn_axis,
-                       fold_batch_norm=not training)
+                       fold_batch_norm=not training, pool_layers=tuple(cfg.model.backbone.pool_layers))
 
 
 def load_backbone_weights(cfg: TrainConfig) -> dict | None:
@@ -130,6 +130,7 @@ def make_model(cfg: TrainConfig, backbone: Any) -> Any:
                         train_bn=model.backbone.train_bn)
     # Dropout masks drawn for the global batch: the same on any number of devices.
     heads = MultitaskHeads(hidden=tuple(model.hidden), dropout_rate=model.dropout, tasks=tuple(model.tasks),
+                           input_norm=model.input_norm,
                            dtype=DTYPES[model.dtype], dropout_axis_name=AXIS)
     if model.kind == "heads":
         return heads

@@ -20,12 +20,22 @@ class BackboneConfig:
     # inception_v1 (the paper's GoogLeNet) or tiny (a two-conv stand-in for smoke
     # runs and tests; drugjax.models.tiny.TinyBackbone).
     name: str = "inception_v1"
-    # Converted torchvision weights (.pth, .safetensors or .npz) via
-    # drugjax.models.weights.load_backbone; None = random initialisation.
+    # synthetic: the stand-in shipped in drugjax/weights/ (pre-trained on the pretext set
+    # of everyday objects, not ImageNet); none: random initialisation; or a weights file
+    # (torchvision's .pth, or a converted .npz/.safetensors). None (unset) = synthetic on
+    # data=synthetic, none on the user's own data (build.resolve_weights).
     weights: Optional[str] = None
-    # torchvision's pretrained GoogLeNet expects transform_input=True; None means
-    # "True when weights are given, else False".
+    # None follows the weights: True for torchvision's files, the stand-in's provenance
+    # (False), False for a random backbone.
     transform_input: Optional[bool] = None
+    # Inception blocks whose global-average-pooled outputs, concatenated, are the
+    # features: [inception5b] is torchvision's 1024-d pool (the paper's); mid-level
+    # blocks add the colour and shape detail a backbone pre-trained on few classes drops
+    # by its last block (docs/training.md).
+    pool_layers: list[str] = field(default_factory=lambda: ["inception5b"])
+    # Frozen features (model.kind=heads, evaluate.py) as the mean over the image and its
+    # mirror image: test-time augmentation, at twice the extraction time.
+    flip_average: bool = False
     trainable: bool = True  # False: frozen (stop_gradient + zero updates)
     train_bn: bool = True  # False: BatchNorm uses running statistics while training
     lr_factor: float = 0.1  # backbone learning rate = optim.learning_rate * lr_factor
@@ -42,6 +52,9 @@ class ModelConfig:
     tasks: list[str] = field(default_factory=lambda: ["drug", "weed", "pills", "syrup"])
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     dropout: float = 0.0
+    # A LayerNorm over the features before the trunk (model.kind=heads/end_to_end):
+    # on for features pooled from several blocks (model.backbone.pool_layers).
+    input_norm: bool = False
     relation_weight: float = 0.5  # loss weight of the task-relation (parent) target
     dtype: str = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -236,3 +249,20 @@ def check_config(cfg: TrainConfig, num_devices: int) -> None:
         raise ConfigError(f"best_metric and objective must be among {OBJECTIVES}")
     if not 0.0 <= model.relation_weight:
         raise ConfigError(f"model.relation_weight must be >= 0, got {model.relation_weight}")
+    check_backbone(model)
+
+
+def check_backbone(model: ModelConfig) -> None:
+    from drugjax.models.inception import check_pool_layers
+
+    layers = list(model.backbone.pool_layers)
+    if model.backbone.name == "inception_v1":
+        try:
+            check_pool_layers(layers)
+        except ValueError as e:
+            raise ConfigError(f"model.backbone.{e}; e.g. [inception3b,inception4b,inception4e,inception5b]") from None
+    elif layers != ["inception5b"]:
+        raise ConfigError(f"model.backbone.pool_layers applies to inception_v1, not to {model.backbone.name!r}")
+    if model.backbone.flip_average and model.kind != "heads":
+        raise ConfigError("model.backbone.flip_average averages frozen features (model.kind=heads); "
+                          f"model.kind={model.kind} trains on randomly flipped images instead")

@@ -33,13 +33,21 @@ def extract_features(
     image_size: int,
     batch_size: int = 64,
     workers: int = 0,
+    flip_average: bool = False,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Backbone features of every usable record (with an image and a label) of each source.
+    """Backbone features of every usable record (with an image and a label) of each source;
+    with ``flip_average``, the mean of the features of the image and of its mirror image.
 
     Returns ``{name: {"features": (n, D) float32, "kind": (n,) int32, "fold": (n,) int32,
     "index": (n,) int64}}`` in record order.
     """
-    forward = jax.jit(lambda v, x: backbone.apply(v, x, train=False).astype(jnp.float32))
+    def features(v, x):
+        f = backbone.apply(v, x, train=False).astype(jnp.float32)
+        if flip_average:
+            f = (f + backbone.apply(v, x[:, :, ::-1], train=False).astype(jnp.float32)) / 2
+        return f
+
+    forward = jax.jit(features)
     out = {}
     for name in names:
         loader = pipeline.eval_loader(

@@ -56,7 +56,7 @@ def grid(cfg: TrainConfig) -> tuple[list[HeadConfig], list[str]]:
         if not 0 <= fold < cfg.data.num_folds:
             raise ConfigError(f"sweep.folds: fold {fold} is not in [0, data.num_folds={cfg.data.num_folds})")
     fields = list(values)
-    common = {"hidden": tuple(cfg.model.hidden), "tasks": tuple(cfg.model.tasks)}
+    common = {"hidden": tuple(cfg.model.hidden), "tasks": tuple(cfg.model.tasks), "input_norm": cfg.model.input_norm}
     configs = [HeadConfig(**dict(zip(fields, combo)), **common) for combo in itertools.product(*values.values())]
     varying = [f for f in fields if f not in ("fold", "seed") and len(values[f]) > 1]
     return configs, varying

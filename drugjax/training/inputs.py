@@ -241,6 +241,7 @@ def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
         weights_id = resolve_weights(cfg).sha256
     key = features_lib.cache_key(
         backbone=cfg.model.backbone.name, weights=weights_id, transform=getattr(backbone, "transform_input", None),
+        pool_layers=list(cfg.model.backbone.pool_layers), flip_average=cfg.model.backbone.flip_average,
         # The seed draws a random backbone; given weights, every seed shares one set of features.
         seed=cfg.seed if weights_id is None else None, image_size=data.image_size,
         data={n: source_identity(sources[n]) for n in names},
@@ -251,7 +252,7 @@ def cached_features(cfg: TrainConfig, sources: Mapping[str, Any], backbone: Any,
         log.info("extracting backbone features of %s (once; cached in %s)", names, path)
         features = features_lib.extract_features(
             backbone, backbone_variables(), sources, names=names, image_size=data.image_size,
-            batch_size=data.eval_batch_size, workers=data.workers,
+            batch_size=data.eval_batch_size, workers=data.workers, flip_average=cfg.model.backbone.flip_average,
         )
         if is_main:
             features_lib.save_features(path, features, key)

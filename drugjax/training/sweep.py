@@ -64,10 +64,11 @@ class HeadConfig:
     dropout: float = 0.0
     hidden: tuple[int, ...] = (256, 256)
     tasks: tuple[str, ...] = TASKS
+    input_norm: bool = False
 
     def program_key(self) -> tuple:
         """What changes the compiled program (configurations are grouped by it)."""
-        return (tuple(self.hidden), tuple(self.tasks), float(self.dropout))
+        return (tuple(self.hidden), tuple(self.tasks), float(self.dropout), bool(self.input_norm))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,8 @@ def _optim(schedule: Schedule, config: HeadConfig | dict) -> OptimConfig:
 
 
 def _model(config: HeadConfig) -> MultitaskHeads:
-    return MultitaskHeads(hidden=tuple(config.hidden), dropout_rate=config.dropout, tasks=tuple(config.tasks))
+    return MultitaskHeads(hidden=tuple(config.hidden), dropout_rate=config.dropout, tasks=tuple(config.tasks),
+                          input_norm=config.input_norm)
 
 
 def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
