@@ -96,6 +96,9 @@ def make_backbone(cfg: TrainConfig, dtype: Any, *, training: bool = True) -> Any
     bn_axis = AXIS if training and cfg.parallel.sync_batch_norm else None
     if name == "tiny":
         resolve_weights(cfg)  # refuses weights for the tiny stand-in
+        if list(cfg.model.backbone.pool_layers) != ["inception5b"]:
+            log.warning("model.backbone.pool_layers=%s names inception blocks; the tiny backbone has none and "
+                        "returns its own pooled features", list(cfg.model.backbone.pool_layers))
         return TinyBackbone(dtype=dtype, bn_axis_name=bn_axis)
     if name != "inception_v1":
         raise ConfigError(f"model.backbone.name must be one of {BACKBONES}, got {name!r}")

@@ -261,8 +261,6 @@ def check_backbone(model: ModelConfig) -> None:
             check_pool_layers(layers)
         except ValueError as e:
             raise ConfigError(f"model.backbone.{e}; e.g. [inception3b,inception4b,inception4e,inception5b]") from None
-    elif layers != ["inception5b"]:
-        raise ConfigError(f"model.backbone.pool_layers applies to inception_v1, not to {model.backbone.name!r}")
     if model.backbone.flip_average and model.kind != "heads":
         raise ConfigError("model.backbone.flip_average averages frozen features (model.kind=heads); "
                           f"model.kind={model.kind} trains on randomly flipped images instead")
