@@ -178,6 +178,26 @@ def test_bfloat16_compute_close_to_float32(reference):
     assert rel <= 2e-2, rel
 
 
+def test_bfloat16_error_bound_at_97px(reference):
+    # At 97 px the logits' bf16 error is larger (2.7%) than at 224 px (1.7%) although each
+    # activation is rounded no worse: the last block's per-position error is 3.9% here
+    # (4.8% at 224 px), but global pooling averages it over 3x3 positions instead of 7x7,
+    # so less of it cancels. The bound that holds at both sizes: per-position error of
+    # the last block under 6%, pooled logits under 3% (docs/benchmarks.md).
+    ref, variables = reference
+    x = jnp.asarray(maker.normalise(ref["images_97"]))
+    last = lambda m, name: m.name == "inception5b" and name == "__call__"
+
+    def forward(dtype):
+        logits, state = InceptionV1(num_classes=1000, dtype=dtype).apply(variables, x, capture_intermediates=last)
+        return logits.astype(jnp.float32), state["intermediates"]["inception5b"]["__call__"][0].astype(jnp.float32)
+
+    rel = lambda a, b: float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+    (logits16, block16), (_, block32) = (jax.jit(forward, static_argnums=0)(d) for d in (jnp.bfloat16, jnp.float32))
+    assert rel(block16, block32) < 0.06
+    assert rel(logits16, ref["logits_97"]) < 0.03
+
+
 def test_train_mode_updates_batch_stats_and_uses_dropout(reference):
     # The fixture's variables stand in for model.init, whose random initialisation of
     # 6.6M parameters takes tens of seconds to compile on CPU.
