@@ -348,3 +348,21 @@ def test_pool_layers_concatenate_block_means_in_network_order(reference):
     for bad in ((), ("inception6a",), ("inception3b", "inception3b")):
         with pytest.raises(ValueError, match="pool_layers must be distinct inception block names"):
             InceptionV1(pool_layers=bad).apply(backbone, x)
+
+
+def test_inference_jit_uses_the_cpu_option_and_falls_back_without_it(reference, monkeypatch, caplog):
+    # Feature extraction compiles with XLA:CPU's faster inference path: the same
+    # features; an XLA that rejects the option compiles without it, with a warning.
+    from drugjax.models import inception
+
+    _, variables = reference
+    model = InceptionV1(num_classes=1000, fold_batch_norm=True)
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 64, 64, 3))
+    forward = lambda v, x: model.apply(v, x, train=False)
+    want = jax.jit(forward)(variables, x)
+    np.testing.assert_allclose(inception.jit_inference(forward)(variables, x), want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(inception, "CPU_INFERENCE_OPTIONS", {"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"})
+    fallback = inception.jit_inference(forward)
+    np.testing.assert_allclose(fallback(variables, x), want, rtol=1e-5, atol=1e-5)
+    assert "compiling the inference forward without" in caplog.text
+    np.testing.assert_allclose(fallback(variables, x), want, rtol=1e-5, atol=1e-5)  # no second attempt
