@@ -8,12 +8,15 @@ extraction), then, over the world's 5 folds (each validating once):
 * linear probe: a logistic regression on standardised features of the training folds'
   posts (the drug label), scored on the validation fold;
 * MT MLP: the paper's multitask trunk and heads on posts + web images (relation weight
-  0.5, 600 steps, RMSprop; the sweep engine, all folds in one program).
+  0.5, RMSprop; the sweep engine, all folds in one program), with the default
+  experiment's features and schedule (``--features default``) or torchvision's 1024-d
+  pool, 600 steps at 1e-3 (``--features last``).
 
 Prints a table of drug-head AUC and F1 (mean ± std over the folds) with the all-negative
 accuracy beside the accuracy, the command, the machine and the load average.
 
     python bench/transfer.py [--presets small hard] [--image-size 96] [--weights none synthetic PATH...]
+                             [--features default|last]
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ def _config(preset: str, weights: str, image_size: int, transform_input: bool | 
     cfg.sweep.relation_weights = [0.5]
     cfg.sweep.folds = [0, 1, 2, 3, 4]
     cfg.sweep.seeds = [0]
+    return cfg
+
+
+def _paper_features(cfg):
+    """``cfg`` with the default experiment's features and schedule (conf/experiment/paper_mtl.yaml:
+    four pooled blocks, mirror-averaged, LayerNorm before the trunk, its steps and learning rate)."""
+    from omegaconf import OmegaConf
+
+    exp = OmegaConf.load(ROOT / "conf" / "experiment" / "paper_mtl.yaml")
+    cfg.model.backbone.pool_layers = list(exp.model.backbone.pool_layers)
+    cfg.model.backbone.flip_average = bool(exp.model.backbone.flip_average)
+    cfg.model.input_norm = bool(exp.model.input_norm)
+    cfg.steps = int(exp.steps)
+    cfg.optim.learning_rate = float(exp.optim.learning_rate)
     return cfg
 
 
@@ -110,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="backbones to compare: none, synthetic or weights files")
     parser.add_argument("--transform-input", choices=["auto", "true", "false"], default="auto",
                         help="of weights files: auto = torchvision's convention (true)")
+    parser.add_argument("--features", choices=["default", "last"], default="default",
+                        help="default: the default experiment's (four pooled blocks, mirror-averaged, LayerNorm, "
+                             "2000 steps at 3e-4); last: torchvision's 1024-d pool (600 steps at 1e-3)")
     args = parser.parse_args(argv)
     import logging
 
@@ -120,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         for weights in args.weights:
             transform = None if args.transform_input == "auto" else args.transform_input == "true"
             cfg = _config(preset, weights, args.image_size, transform)
+            if args.features == "default":
+                cfg = _paper_features(cfg)
             sources, features, rate, images = _features(cfg)
             probe = _linear_probe(features, cfg.data.num_folds)
             mlp = _mt_mlp(cfg, sources)
@@ -128,7 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ncommand: python bench/transfer.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average "
           f"{' '.join(f'{v:.1f}' for v in load_start)} at start, {' '.join(f'{v:.1f}' for v in os.getloadavg())} at end")
-    print(f"drug head, 5 folds of the world's posts (each validating once), {args.image_size} px, frozen features\n")
+    what = ("the default experiment's (inception3b+4b+4e+5b pooled, mirror-averaged, LayerNorm; 2000 steps at 3e-4)"
+            if args.features == "default" else "torchvision's 1024-d pool (600 steps at 1e-3)")
+    print(f"drug head, 5 folds of the world's posts (each validating once), {args.image_size} px, frozen features: "
+          f"{what}\n")
     print("| world | backbone | linear probe AUC | linear probe F1 | MT MLP AUC | MT MLP F1 | MT MLP accuracy (all-negative) "
           "| feature extraction |")
     print("|---|---|---|---|---|---|---|---|")
