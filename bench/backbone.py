@@ -81,6 +81,7 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     import jax.numpy as jnp
     import optax
 
+    from drugjax import xla_cpu
     from drugjax.models import InceptionV1, inception
     from drugjax.models.weights import from_torchvision
 
@@ -92,8 +93,8 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     y = jnp.asarray(labels)
     tx = optax.sgd(args.lr, momentum=0.9)
 
-    # As drugjax's feature extraction compiles it (XLA:CPU's inference path on CPU).
-    eval_step = inception.jit_inference(lambda variables, x: eval_model.apply(variables, x, train=False))
+    # Compiled as drugjax's feature extraction and training steps are (drugjax.xla_cpu).
+    eval_step = xla_cpu.jit(lambda variables, x: eval_model.apply(variables, x, train=False))
 
     train_step = protocol.sgd_train_step(model, tx)
 
@@ -177,11 +178,11 @@ def worker(args) -> None:
 
         steps = drugjax_steps(args, state_dict, images, labels, fold=name != "drugjax-unfolded",
                               xla_gradients=name == "drugjax-xla")
-        from drugjax.models.inception import CPU_INFERENCE_OPTIONS
+        from drugjax import xla_cpu
 
         info = {"version": f"jax {jax.__version__} on {jax.devices()[0].platform}, "
-                           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; eval compiled with {CPU_INFERENCE_OPTIONS} "
-                           "on CPU (drugjax.models.inception.jit_inference)"}
+                           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; compiler options "
+                           f"{xla_cpu.options()} (drugjax.xla_cpu)"}
     times = {}
     for kind in args.kinds.split(","):
         t = time.perf_counter()

@@ -189,7 +189,9 @@ def sgd_train_step(model, tx):
         loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
         return loss.mean(), updates["batch_stats"]
 
-    @jax.jit
+    from drugjax import xla_cpu
+
+    @xla_cpu.jit
     def train_step(state, x, y, key):
         params, batch_stats, opt_state = state
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, x, y, key)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from drugjax import xla_cpu
 from drugjax.models import InceptionV1
 from drugjax.models.weights import from_torchvision, to_torchvision
 
@@ -143,7 +144,8 @@ def test_training_gradients_match_torchvision(reference):
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, updates["batch_stats"]
 
-    (loss, stats), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
+    # compiled as the training steps are (drugjax.xla_cpu: XLA:CPU's convolution path)
+    (loss, stats), grads = xla_cpu.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
     np.testing.assert_allclose(loss, ref["train_loss"], rtol=1e-5)
     # to_torchvision gives torch names and layouts; the other collection is only filler.
     got_grads = to_torchvision({"params": grads, "batch_stats": variables["batch_stats"]})
@@ -348,21 +350,3 @@ def test_pool_layers_concatenate_block_means_in_network_order(reference):
     for bad in ((), ("inception6a",), ("inception3b", "inception3b")):
         with pytest.raises(ValueError, match="pool_layers must be distinct inception block names"):
             InceptionV1(pool_layers=bad).apply(backbone, x)
-
-
-def test_inference_jit_uses_the_cpu_option_and_falls_back_without_it(reference, monkeypatch, caplog):
-    # Feature extraction compiles with XLA:CPU's faster inference path: the same
-    # features; an XLA that rejects the option compiles without it, with a warning.
-    from drugjax.models import inception
-
-    _, variables = reference
-    model = InceptionV1(num_classes=1000, fold_batch_norm=True)
-    x = jax.random.normal(jax.random.PRNGKey(2), (2, 64, 64, 3))
-    forward = lambda v, x: model.apply(v, x, train=False)
-    want = jax.jit(forward)(variables, x)
-    np.testing.assert_allclose(inception.jit_inference(forward)(variables, x), want, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(inception, "CPU_INFERENCE_OPTIONS", {"xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_TYPE"})
-    fallback = inception.jit_inference(forward)
-    np.testing.assert_allclose(fallback(variables, x), want, rtol=1e-5, atol=1e-5)
-    assert "compiling the inference forward without" in caplog.text
-    np.testing.assert_allclose(fallback(variables, x), want, rtol=1e-5, atol=1e-5)  # no second attempt

@@ -32,7 +32,6 @@ Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's mo
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from typing import Any, Sequence
 
@@ -60,36 +59,6 @@ INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int]] = {
     "inception5a": (256, 160, 320, 32, 128, 128),
     "inception5b": (384, 192, 384, 48, 128, 128),
 }
-
-
-# XLA:CPU hands convolutions to YNNPACK by default; for the inference forward (BatchNorm
-# folded) its Eigen path is faster on the CPUs measured here: 46.5 vs 34.9 img/s at 224 px
-# batch 32, 258 vs 192 at 96 px batch 128, outputs equal within 3e-6 (docs/benchmarks.md).
-# The training step is slower with it (5.0 vs 8.6 img/s), so only inference uses it.
-CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
-
-
-def jit_inference(fn):
-    """``jax.jit(fn)`` for an inference forward, with :data:`CPU_INFERENCE_OPTIONS` on
-    the CPU backend; an XLA that does not know the option compiles without it (logged
-    once) instead of failing."""
-    plain = jax.jit(fn)
-    if jax.default_backend() != "cpu":
-        return plain
-    chosen = [jax.jit(fn, compiler_options=CPU_INFERENCE_OPTIONS)]
-
-    def call(*args):
-        try:
-            return chosen[0](*args)
-        except jax.errors.JaxRuntimeError as e:
-            if chosen[0] is plain or not any(option in str(e) for option in CPU_INFERENCE_OPTIONS):
-                raise
-            logging.getLogger(__name__).warning("compiling the inference forward without %s: %s",
-                                                CPU_INFERENCE_OPTIONS, e)
-            chosen[0] = plain
-            return plain(*args)
-
-    return call
 
 
 def check_pool_layers(pool_layers: tuple[str, ...] | list[str]) -> None:

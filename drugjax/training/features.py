@@ -18,8 +18,8 @@ import numpy as np
 
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
+from drugjax import xla_cpu
 from drugjax.digest import digest_json
-from drugjax.models.inception import jit_inference
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def extract_features(
             f = (f + backbone.apply(v, x[:, :, ::-1], train=False).astype(jnp.float32)) / 2
         return f
 
-    forward = jit_inference(features)  # XLA:CPU's faster path for inference
+    forward = xla_cpu.jit(features)
     out = {}
     for name in names:
         loader = pipeline.eval_loader(

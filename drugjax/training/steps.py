@@ -41,6 +41,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from drugjax import xla_cpu
 from drugjax.losses import masked_bce_terms
 from drugjax.models.heads import GLOBAL_DROPOUT_RNG
 from drugjax.tasks import TASKS, encode_labels
@@ -210,7 +211,7 @@ class DataParallel:
         """``step_fn(state, local_batch) -> (state, metrics)`` as a data-parallel step."""
         if self.mode == "pmap":
             return jax.pmap(step_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self._pmap_devices)
-        return jax.jit(
+        return xla_cpu.jit(
             jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
         )
 
@@ -218,7 +219,7 @@ class DataParallel:
         """``eval_fn(state, local_batch) -> per-example outputs``, returned as ``(D, B, ...)``."""
         if self.mode == "pmap":
             return jax.pmap(eval_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=0, devices=self._pmap_devices)
-        fn = jax.jit(jax.shard_map(eval_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+        fn = xla_cpu.jit(jax.shard_map(eval_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
         d = self.num_devices
 
         def run(state, batch):
