@@ -183,13 +183,13 @@ def sgd_train_step(model, tx):
     import jax.numpy as jnp
     import optax
 
+    from drugjax import xla_cpu
+
     def loss_fn(params, batch_stats, x, y, key):
         logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                                       mutable=["batch_stats"], rngs={"dropout": key})
         loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
         return loss.mean(), updates["batch_stats"]
-
-    from drugjax import xla_cpu
 
     @xla_cpu.jit
     def train_step(state, x, y, key):

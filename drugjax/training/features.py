@@ -16,9 +16,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from drugjax import xla_cpu
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
-from drugjax import xla_cpu
 from drugjax.digest import digest_json
 
 log = logging.getLogger(__name__)
