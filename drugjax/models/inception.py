@@ -69,13 +69,58 @@ def check_pool_layers(pool_layers: tuple[str, ...] | list[str]) -> None:
                          f"got {list(pool_layers)}")
 
 
-def _pool_taps(xp: jnp.ndarray, window: int, stride: int, ho: int, wo: int):
-    """(dy, dx, strided slice of xp seen by window tap (dy, dx)), in torch's scan order."""
-    n, _, _, c = xp.shape
-    for dy in range(window):
-        for dx in range(window):
-            end = (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, c)
-            yield dy, dx, lax.slice(xp, (0, dy, dx, 0), end, (1, stride, stride, 1))
+def _pool_taps(xp: jnp.ndarray, axis: int, window: int, stride: int, out: int):
+    """(t, strided slice of xp seen by tap t of every window along ``axis``), t in scan order."""
+    for t in range(window):
+        yield t, lax.slice_in_dim(xp, t, t + (out - 1) * stride + 1, stride, axis)
+
+
+def _pad_axis(x: jnp.ndarray, axis: int, pads: tuple[int, int], value) -> jnp.ndarray:
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = pads
+    return jnp.pad(x, widths, constant_values=value)
+
+
+def _max_pool_1d(x: jnp.ndarray, axis: int, window: int, stride: int, pads: tuple[int, int]) -> jnp.ndarray:
+    xp = _pad_axis(x, axis, pads, -jnp.inf)
+    out = (xp.shape[axis] - window) // stride + 1
+    return functools.reduce(jnp.maximum, (tap for _, tap in _pool_taps(xp, axis, window, stride, out)))
+
+
+def _separable_max_pool(window, stride, pads, x):
+    """Rows first (along W), then columns (along H): the same maxima as the 2-D window,
+    in two passes of ``window`` taps instead of one of ``window**2``."""
+    (pt, pb), (pl, pr) = pads
+    return _max_pool_1d(_max_pool_1d(x, 2, window, stride, (pl, pr)), 1, window, stride, (pt, pb))
+
+
+def _max_pool_grad_1d(x, y, g, axis, window, stride, pads):
+    """Gradient of ``y = _max_pool_1d(x, ...)``: each window's gradient goes to its first
+    maximum along ``axis`` (ties included)."""
+    xp = _pad_axis(x, axis, pads, -jnp.inf)
+    out = y.shape[axis]
+    zero = jnp.zeros((), g.dtype)
+    taken = jnp.zeros(y.shape, bool)
+    grad = jnp.zeros(xp.shape, g.dtype)
+    for t, tap in _pool_taps(xp, axis, window, stride, out):
+        hit = (tap == y) & ~taken
+        taken = taken | hit
+        # Place this tap's share back on the input grid: interior padding undoes the stride.
+        widths = [(0, 0, 0)] * x.ndim
+        widths[axis] = (t, xp.shape[axis] - t - (out - 1) * stride - 1, stride - 1)
+        grad = grad + lax.pad(jnp.where(hit, g, zero), zero, widths)
+    return lax.slice_in_dim(grad, pads[0], pads[0] + x.shape[axis], axis=axis)
+
+
+def _separable_max_pool_grad(window, stride, pads, x, y, g):
+    """The 2-D first maximum in torch's scan order (rows of the window top to bottom, each
+    left to right) is the first maximum of the first row that holds the window's maximum:
+    route the gradient through the columns pass, then through the rows pass. The rows
+    pass's output is recomputed (one pass of ``window`` taps) rather than kept."""
+    (pt, pb), (pl, pr) = pads
+    rows = _max_pool_1d(x, 2, window, stride, (pl, pr))
+    g_rows = _max_pool_grad_1d(rows, y, g, 1, window, stride, (pt, pb))
+    return _max_pool_grad_1d(x, rows, g_rows, 2, window, stride, (pl, pr))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -83,13 +128,20 @@ def max_pool(x: jnp.ndarray, window: int, stride: int,
              pads: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
     """Max pool over H, W of an NHWC array, padding with -inf (torch's implicit padding).
 
-    The forward pass is ``lax.reduce_window``. On CPU the gradient is written out by hand:
-    XLA:CPU lowers reduce_window's own gradient to a select-and-scatter over materialised
-    index arrays that took ~40% of a training step (docs/benchmarks.md). Here each window
-    tap compares its slice with the output and sends the gradient to the first maximum in
-    scan order, as torch's max_pool2d (and XLA's select-and-scatter) does. Other platforms
-    keep XLA's gradient (``lax.platform_dependent``).
+    On CPU, forward and gradient are separable: a max over each row of the window, then
+    over those row maxima; the gradient goes to the window's first maximum in scan order,
+    as torch's max_pool2d (and XLA's select-and-scatter) sends it. XLA:CPU's own
+    reduce_window and its gradient, a select-and-scatter over materialised index arrays,
+    were slower: the 2-D window read in one pass with a hand-written 9-tap gradient took
+    ~16% of a training step, the separable form made the whole step 1.10-1.15x faster
+    and the inference forward 1.04-1.10x (docs/benchmarks.md). Other platforms keep
+    reduce_window and XLA's gradient (``lax.platform_dependent``).
     """
+    return lax.platform_dependent(x, cpu=functools.partial(_separable_max_pool, window, stride, pads),
+                                  default=functools.partial(_xla_max_pool, window, stride, pads))
+
+
+def _xla_max_pool(window, stride, pads, x):  # reduce_window: good on GPU/TPU
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
 
 
@@ -102,29 +154,10 @@ def _max_pool_bwd(window, stride, pads, res, g):
     x, y = res
 
     def xla_grad(x, y, g):  # select-and-scatter: good on GPU/TPU
-        return jax.vjp(lambda x_: nn.max_pool(x_, (window, window), (stride, stride), pads), x)[1](g)[0]
+        return jax.vjp(functools.partial(_xla_max_pool, window, stride, pads), x)[1](g)[0]
 
-    return (lax.platform_dependent(x, y, g, cpu=functools.partial(_max_pool_grad_taps, window, stride, pads),
+    return (lax.platform_dependent(x, y, g, cpu=functools.partial(_separable_max_pool_grad, window, stride, pads),
                                    default=xla_grad),)
-
-
-def _max_pool_grad_taps(window, stride, pads, x, y, g):
-    (pt, pb), (pl, pr) = pads
-    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
-    ho, wo = y.shape[1:3]
-    zero = jnp.zeros((), g.dtype)
-    taken = jnp.zeros(y.shape, bool)
-    grad = jnp.zeros(xp.shape, g.dtype)
-    for dy, dx, tap in _pool_taps(xp, window, stride, ho, wo):
-        hit = (tap == y) & ~taken
-        taken = taken | hit
-        # Place this tap's share back on the input grid: interior padding undoes the stride.
-        grad = grad + lax.pad(jnp.where(hit, g, zero), zero, (
-            (0, 0, 0),
-            (dy, xp.shape[1] - dy - (ho - 1) * stride - 1, stride - 1),
-            (dx, xp.shape[2] - dx - (wo - 1) * stride - 1, stride - 1),
-            (0, 0, 0)))
-    return grad[:, pt:pt + x.shape[1], pl:pl + x.shape[2], :]
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -159,11 +192,14 @@ def _conv(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
 def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
     """NHWC x HWIO convolution with symmetric padding, as torch's ``Conv2d(padding=pad)``.
 
-    Forward and input gradient are XLA's own. On CPU the kernel gradient is computed as
-    one matrix product of the input patches (im2col) with the output gradient: XLA:CPU
-    otherwise lowers it to a convolution whose "kernel" is the whole feature map, which
-    was the slowest part of a training step on CPU (docs/benchmarks.md). Other platforms
-    keep XLA's own kernel gradient (``lax.platform_dependent``).
+    Forward and input gradient are XLA's own, and so is the kernel gradient of k > 1
+    kernels. On CPU the kernel gradient of a 1x1 convolution is one matrix product of the
+    input with the output gradient: XLA:CPU otherwise lowers it to a convolution whose
+    "kernel" is the whole feature map (6 against 11 ms for a block's 1x1 kernels). For
+    k > 1 an im2col product (patches of the input, one matmul) used to win the same way;
+    with XLA's Eigen convolutions (``drugjax.xla_cpu``) XLA's own kernel gradient is faster
+    (whole training step 1.06x at 96 px, 1.11x at 224; docs/benchmarks.md). Other
+    platforms keep XLA's own kernel gradient throughout (``lax.platform_dependent``).
     """
     return _conv(x, w, stride, pad)
 
@@ -176,29 +212,22 @@ def _conv2d_bwd(stride, pad, res, g):
     x, w = res
     (dx,) = jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)[1](g)
 
-    def xla_grad(x, w, g):  # XLA's own kernel gradient: good on GPU/TPU
+    def xla_grad(x, w, g):
         return jax.vjp(lambda w_: _conv(x, w_, stride, pad), w)[1](g)[0]
 
-    dw = lax.platform_dependent(x, w, g, cpu=functools.partial(_conv_kernel_grad_im2col, stride, pad),
-                                default=xla_grad)
+    if w.shape[:2] == (1, 1) and stride == 1 and pad == 0:
+        dw = lax.platform_dependent(x, w, g, cpu=_pointwise_kernel_grad, default=xla_grad)
+    else:
+        dw = xla_grad(x, w, g)
     return dx, dw
 
 
-def _conv_kernel_grad_im2col(stride, pad, x, w, g):
-    kh, kw, cin, cout = w.shape
-    n, ho, wo, _ = g.shape
-    if kh == kw == 1 and stride == 1 and pad == 0:
-        patches = x
-    else:
-        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
-        patches = jnp.concatenate([
-            lax.slice(xp, (0, dy, dx, 0),
-                      (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, cin),
-                      (1, stride, stride, 1))
-            for dy in range(kh) for dx in range(kw)], axis=-1)
-    dw = lax.dot_general(patches.reshape(-1, kh * kw * cin), g.reshape(-1, cout),
-                         (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-    return dw.reshape(kh, kw, cin, cout).astype(w.dtype)
+def _pointwise_kernel_grad(x, w, g):
+    """Kernel gradient of a 1x1, stride-1 convolution: x^T g over every position."""
+    cin, cout = w.shape[2:]
+    dw = lax.dot_general(x.reshape(-1, cin), g.reshape(-1, cout), (((0,), (0,)), ((), ())),
+                         preferred_element_type=jnp.float32)
+    return dw.reshape(w.shape).astype(w.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
@@ -390,7 +419,7 @@ class Inception(nn.Module):
         after it; BatchNorm and ReLU stay per branch. The kernels are concatenated on
         every call from the three layers' own variables (``branchN/conv/kernel``), so
         parameters, weights files and checkpoints are those of the unfused model, and the
-        gradient flows back through the concatenation to each kernel (one im2col-free
+        gradient flows back through the concatenation to each kernel (one
         kernel-gradient matmul and one input-gradient convolution instead of three).
         With ``fold_batch_norm`` in eval mode the folded kernels and biases are
         concatenated instead."""
