@@ -16,6 +16,11 @@ docs/training.md.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before the imports: glibc reads its tunables at start
+    from drugjax.huge_pages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import logging
 import math
 import sys

@@ -25,7 +25,11 @@ The protocol (issue 14):
 * a run whose 1-minute load average exceeds 1.0 at the start, or during which other
   processes took more than 10% of the machine's CPU time, is marked UNDER LOAD:
   ``--write-docs`` then refuses to write it (``--allow-load`` writes it, so marked).
-  ``--wait-idle SECONDS`` waits for the load to fall first.
+  ``--wait-idle SECONDS`` waits for the load to fall first;
+* every worker, of either framework, runs in the same environment: with glibc's
+  huge-page tunable (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, :mod:`drugjax.huge_pages`)
+  where train.py would set it for itself, since torch gains from it too (eval 1.2x,
+  training 1.1x); ``--no-huge-pages`` runs both without it. The report says which.
 
 Prints a Markdown block: command, machine, load, what else ran, versions, the table with
 the torchvision reference and the ratio.
@@ -46,6 +50,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol  # noqa: E402  (bench/protocol.py, beside this file)
+
+from drugjax import huge_pages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -197,13 +203,21 @@ def worker(args) -> None:
     print("RESULT " + json.dumps({"times": times, **info}), flush=True)
 
 
+def worker_environment(args) -> dict[str, str]:
+    """Every worker's environment, the same for both frameworks (torch gains from huge
+    pages too): drugjax on PYTHONPATH and, unless --no-huge-pages, glibc's huge-page
+    tunable where :mod:`drugjax.huge_pages` would set it for train.py."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return huge_pages.environment(env) if args.huge_pages and huge_pages.wanted(env) else env
+
+
 def _run_worker(args, name: str, kinds: tuple[str, ...], weights: str, watch: protocol.Watch) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--weights", weights,
            "--kinds", ",".join(kinds), "--batch", str(args.batch), "--size", str(args.size),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype", args.dtype,
            "--lr", str(args.lr), "--threads", str(args.threads)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=worker_environment(args))
     watch.exclude.add(proc.pid)
     out, err = proc.communicate()
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
@@ -224,6 +238,9 @@ def run(args) -> tuple[str, bool]:
         else:
             names.append("torchvision")
     wanted = ("train",) if args.train_only else ("eval",) if args.eval_only else ("eval", "train")
+    tunables = worker_environment(args).get(huge_pages.TUNABLES)
+    allocator = (f"{huge_pages.TUNABLES}={tunables} for every worker, both frameworks" if tunables
+                 else f"glibc's default malloc for every worker ({huge_pages.TUNABLES} not set)")
 
     watch = protocol.Watch()
     if args.wait_idle and not protocol.wait_for_idle(args.wait_idle, watch.exclude):
@@ -261,6 +278,7 @@ def run(args) -> tuple[str, bool]:
              "busy in the 2 s before the start:", *[f"  {b}" for b in before or ["nothing above 0.1 CPU-s"]],
              f"drugjax: {versions.get('drugjax', '?')}",
              f"reference: {torch_note}",
+             f"allocator: {allocator}",
              f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}; each framework in its own "
              f"process, {args.rounds} alternating rounds, best of {args.steps} timed iterations per round after "
              f"{args.warmup} warm-up"]
@@ -299,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--xla-gradients", action="store_true",
                    help="also time drugjax's training step with XLA's own max-pool and convolution-kernel "
                         "gradients instead of the hand-written ones")
+    p.add_argument("--no-huge-pages", dest="huge_pages", action="store_false",
+                   help="run every worker without glibc's huge-page tunable (drugjax.huge_pages); by default "
+                        "both frameworks get it where it is available")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to this long for the 1-minute load average to fall to 1.0")
     p.add_argument("--write-docs", action="store_true",
@@ -321,9 +342,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("not written to docs/benchmarks.md: the run was under load (see status); re-run "
                              "on an idle machine, or pass --allow-load to write it marked UNDER LOAD")
         # float32 batch 32 at 224 px is the issue's protocol; other set-ups get their own section
+        huge = f"{huge_pages.HUGETLB}=1" in worker_environment(args).get(huge_pages.TUNABLES, "")
         variant = [v for v in (args.dtype != "float32" and args.dtype, args.batch != 32 and f"batch {args.batch}",
                                args.size != 224 and f"{args.size} px", args.eval_only and "eval only",
-                               args.train_only and "train only") if v]
+                               args.train_only and "train only", not huge and "no huge pages") if v]
         section = " ".join([DOCS_SECTION, *variant])
         protocol.write_docs_section(DOCS, section, report)
         print(f"updated {DOCS}")
