@@ -132,9 +132,9 @@ def max_pool(x: jnp.ndarray, window: int, stride: int,
     over those row maxima; the gradient goes to the window's first maximum in scan order,
     as torch's max_pool2d (and XLA's select-and-scatter) sends it. XLA:CPU's own
     reduce_window and its gradient, a select-and-scatter over materialised index arrays,
-    were slower: the 2-D window read in one pass with a hand-written 9-tap gradient took
-    ~16% of a training step, the separable form made the whole step 1.10-1.15x faster
-    and the inference forward 1.04-1.10x (docs/benchmarks.md). Other platforms keep
+    were slower, and so was a hand-written gradient over the 2-D window's 9 taps (~16% of
+    a training step): the separable form made the whole step 1.04-1.12x faster and the
+    inference forward 1.04-1.10x (docs/benchmarks.md). Other platforms keep
     reduce_window and XLA's gradient (``lax.platform_dependent``).
     """
     return lax.platform_dependent(x, cpu=functools.partial(_separable_max_pool, window, stride, pads),
