@@ -28,3 +28,26 @@ def test_an_xla_without_the_options_compiles_without_them(monkeypatch, caplog):
         np.testing.assert_allclose(xla_cpu.jit(lambda x: x * 2)(jnp.ones(3)), 2.0)
     finally:
         xla_cpu.options.cache_clear()
+
+
+def test_pmap_steps_compile_once_per_signature_with_the_options():
+    # jax.pmap takes no compiler options: DataParallel's pmap mode compiles its steps
+    # ahead of time with them, once per argument signature, as jit would.
+    from drugjax.training.steps import AXIS
+
+    pmapped = jax.pmap(lambda w, x: (jax.lax.psum(x @ w, AXIS), x * 2), axis_name=AXIS, in_axes=(None, 0))
+    step = xla_cpu.compile_per_signature(pmapped)
+    w = jnp.arange(12.0).reshape(4, 3)
+    x = np.ones((1, 2, 4), np.float32)
+    for got, want in zip(step(w, x), pmapped(w, x)):
+        np.testing.assert_allclose(got, want)
+    step(w, x + 1)
+    assert len(step.signatures) == 1
+    step(w, np.ones((1, 5, 4), np.float32))  # a new shape compiles again
+    assert len(step.signatures) == 2
+
+
+def test_pmap_steps_unchanged_without_options(monkeypatch):
+    monkeypatch.setattr(xla_cpu, "options", lambda: {})
+    pmapped = jax.pmap(lambda x: x + 1)
+    assert xla_cpu.compile_per_signature(pmapped) is pmapped

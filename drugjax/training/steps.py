@@ -207,10 +207,16 @@ class DataParallel:
             out[k] = jax.make_array_from_process_local_data(self._sharded, flat)
         return out
 
+    def _pmap(self, fn: Callable, out_axes: Any) -> Callable:
+        pmapped = jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=out_axes, devices=self._pmap_devices)
+        if jax.process_count() > 1:  # several hosts: pmap's own dispatch, as tested
+            return pmapped
+        return xla_cpu.compile_per_signature(pmapped)  # XLA:CPU's options; unchanged on GPUs
+
     def wrap_train(self, step_fn: Callable) -> Callable:
         """``step_fn(state, local_batch) -> (state, metrics)`` as a data-parallel step."""
         if self.mode == "pmap":
-            return jax.pmap(step_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self._pmap_devices)
+            return self._pmap(step_fn, out_axes=(None, None))
         return xla_cpu.jit(
             jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
         )
@@ -218,7 +224,7 @@ class DataParallel:
     def wrap_eval(self, eval_fn: Callable) -> Callable:
         """``eval_fn(state, local_batch) -> per-example outputs``, returned as ``(D, B, ...)``."""
         if self.mode == "pmap":
-            return jax.pmap(eval_fn, axis_name=AXIS, in_axes=(None, 0), out_axes=0, devices=self._pmap_devices)
+            return self._pmap(eval_fn, out_axes=0)
         fn = xla_cpu.jit(jax.shard_map(eval_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
         d = self.num_devices
 
