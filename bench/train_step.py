@@ -128,8 +128,13 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     results = []
+    from drugjax import huge_pages
+
+    worker_env = dict(os.environ)
+    if huge_pages.wanted(worker_env):  # as train.py runs itself
+        worker_env = huge_pages.environment(worker_env)
     for n in args.devices:
-        env = dict(os.environ)
+        env = dict(worker_env)
         import jax  # noqa: F401  (only to learn the platform; the workers do the work)
 
         if jax.default_backend() == "cpu":
@@ -152,7 +157,8 @@ def main() -> None:
         f"Machine: {platform.node() or 'unknown'}, {os.cpu_count()} CPU cores (load average "
         f"{load_before:.1f} at start), backend {info['backend']} "
         f"({info['device_kind']}), jax {info['jax']}; float32 1024x1024 matmul reference: "
-        f"{info['matmul_gflops']:.1f} GFLOP/s.  ",
+        f"{info['matmul_gflops']:.1f} GFLOP/s; GLIBC_TUNABLES="
+        f"{worker_env.get('GLIBC_TUNABLES') or '(not set)'} (drugjax.huge_pages, as train.py sets it).  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. One pmap'd train step (RMSprop, masked "
         "multitask loss) at a time; forward = jitted inference of the same model on one device, same run.",
         "",
