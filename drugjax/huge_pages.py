@@ -14,7 +14,8 @@ glibc reads its tunables once, when the process starts, so the entry point calls
 PID, arguments, interpreter flags and environment, plus the tunable). Nothing happens
 where it cannot help or the user decided: not on Linux with glibc >= 2.35, transparent
 huge pages ``never``, ``glibc.malloc.hugetlb`` already in ``GLIBC_TUNABLES`` (any value),
-or ``DRUGJAX_HUGE_PAGES=0``.
+``DRUGJAX_HUGE_PAGES=0``, or an interpreter started for something else than the script
+(a notebook kernel's ``%run train.py``: its state would be lost).
 """
 
 from __future__ import annotations
@@ -71,12 +72,23 @@ def environment(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     return new
 
 
+def started_for_this_script(argv: list[str] | None = None, orig_argv: list[str] | None = None) -> bool:
+    """Whether the interpreter was started to run ``sys.argv[0]`` (``python train.py``,
+    ``python -m pdb train.py``): restarting it then loses nothing. A long-lived interpreter
+    that runs the script inside itself (IPython's ``%run train.py`` in a notebook kernel)
+    was started for something else, and a restart would lose its state."""
+    script = (argv if argv is not None else sys.argv)[0]
+    started = (orig_argv if orig_argv is not None else sys.orig_argv)[1:]
+    return any(arg == script or os.path.abspath(arg) == os.path.abspath(script) for arg in started)
+
+
 def reexec_with_huge_pages() -> None:
-    """Restart this process with the tunable when :func:`wanted`; otherwise return.
+    """Restart this process with the tunable when :func:`wanted` and the process was
+    started for this script (:func:`started_for_this_script`); otherwise return.
 
     Call it first thing in an entry point's ``if __name__ == "__main__":`` block, never
     from library code: the process is replaced."""
-    if not wanted():
+    if not (wanted() and started_for_this_script()):
         return
     sys.stdout.flush()
     sys.stderr.flush()

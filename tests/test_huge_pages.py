@@ -36,6 +36,15 @@ def test_not_wanted_where_the_user_or_the_system_decided(tmp_path):
         assert huge_pages.wanted({}, _mode_file(tmp_path, "[always] madvise never\n"))
 
 
+def test_restarts_only_an_interpreter_started_for_the_script():
+    started = huge_pages.started_for_this_script
+    assert started(["train.py", "steps=5"], ["python", "train.py", "steps=5"])
+    assert started(["train.py"], ["/usr/bin/python3", "-X", "dev", "-m", "pdb", "train.py"])
+    assert started(["-c", "a=1"], ["python", "-c", "print(1)", "a=1"])
+    # IPython's %run train.py in a notebook kernel: the kernel must not be replaced.
+    assert not started(["train.py"], ["python", "-m", "ipykernel_launcher", "-f", "kernel.json"])
+
+
 SCRIPT = """
 import os
 from drugjax.huge_pages import reexec_with_huge_pages
