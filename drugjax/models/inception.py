@@ -246,6 +246,57 @@ def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
     return conv2d(lhs, rhs, window_strides[0], pt)
 
 
+def _batch_statistics(xf: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per-channel mean and biased variance, the variance in two passes (see BatchNorm)."""
+    axes = tuple(range(xf.ndim - 1))
+    mean = jnp.mean(xf, axes)
+    return mean, jnp.mean(jnp.square(xf - mean), axes)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_relu(x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray, epsilon: float):
+    """relu(BatchNorm(x)) in training mode over the last axis, in float32, with its batch
+    mean and biased variance: ``(relu output as x.dtype, mean, var)``.
+
+    The gradient is written out: with xhat = (x - mean) / sqrt(var + eps) and dy the
+    output gradient where the output is positive, dbias = sum(dy), dscale = sum(dy * xhat),
+    dx = scale / sqrt(var + eps) * (dy - (dbias + xhat * dscale) / n), plus the terms of
+    the mean's and variance's own cotangents. Autodiff of the two-pass variance spreads
+    the same arithmetic over more passes over the activations: this backward reads x and
+    dy twice (the sums, then dx): BatchNorm with ReLU forward and backward ran 1.5-1.9x
+    faster on inception3 and conv3 shapes on CPU, the whole training step 1.07x at 224 px
+    (docs/benchmarks.md).
+    """
+    return _batch_norm_relu_fwd(x, scale, bias, epsilon)[0]
+
+
+def _batch_norm_relu_fwd(x, scale, bias, epsilon):
+    xf = x.astype(jnp.float32)
+    mean, var = _batch_statistics(xf)
+    inv = lax.rsqrt(var + epsilon)
+    y = jnp.maximum((xf - mean) * (inv * scale.astype(jnp.float32)) + bias.astype(jnp.float32), 0.0)
+    return (y.astype(x.dtype), mean, var), (x, y, mean, inv, scale)
+
+
+def _batch_norm_relu_bwd(epsilon, res, cotangents):
+    x, y, mean, inv, scale = res
+    dout, dmean, dvar = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    xhat = (x.astype(jnp.float32) - mean) * inv
+    dy = jnp.where(y > 0, dout.astype(jnp.float32), 0.0)
+    dbias = jnp.sum(dy, axes)
+    dscale = jnp.sum(dy * xhat, axes)
+    mul = inv * scale.astype(jnp.float32)
+    # dmean, dvar: cotangents of the returned statistics (zero when they only feed the
+    # running averages); d var / d x = 2 (x - mean) / n = 2 xhat / (inv n).
+    dx = mul * (dy - (dbias + xhat * dscale) / n) + (dmean + 2.0 * dvar * xhat / inv) / n
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+
+
+batch_norm_relu.defvjp(_batch_norm_relu_fwd, _batch_norm_relu_bwd)
+
+
 class BatchNorm(nn.Module):
     """torch ``BatchNorm2d`` over the last axis of NHWC, with flax's variable names
     (params ``scale``/``bias``, batch_stats ``mean``/``var``).
@@ -273,6 +324,7 @@ class BatchNorm(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     axis_name: str | None = None
+    relu: bool = False  # relu(BatchNorm(x)); in training mode through batch_norm_relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -282,18 +334,22 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
         xf = x.astype(jnp.float32)
-        if self.use_running_average:
+        # model.init runs outside any mapped axis: no axis to average over there.
+        sync = self.axis_name is not None and not self.is_initializing()
+        fused = self.relu and not self.use_running_average and not sync
+        if fused:
+            y, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
+        elif self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
-            # model.init runs outside any mapped axis: no axis to average over there.
-            sync = self.axis_name is not None and not self.is_initializing()
             mean = jnp.mean(xf, axes)
             if sync:
                 mean = lax.pmean(mean, self.axis_name)
             var = jnp.mean(jnp.square(xf - mean), axes)
             if sync:
                 var = lax.pmean(var, self.axis_name)
+        if not self.use_running_average:
             if not self.is_initializing():
                 n = x.size // c
                 if sync:
@@ -301,9 +357,11 @@ class BatchNorm(nn.Module):
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
                 ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))
+        if fused:
+            return y.astype(self.dtype)
         mul = lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
         y = (xf - mean) * mul + bias.astype(jnp.float32)
-        return y.astype(self.dtype)
+        return (nn.relu(y) if self.relu else y).astype(self.dtype)
 
 
 class BasicConv2d(nn.Module):
@@ -333,16 +391,16 @@ class BasicConv2d(nn.Module):
             return self._folded(x)
         if not convolved:
             x = self._conv(x)
-        x = BatchNorm(
+        return BatchNorm(
             use_running_average=not train,
             momentum=BN_MOMENTUM,
             epsilon=BN_EPSILON,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             axis_name=self.bn_axis_name,
+            relu=True,
             name="bn",
         )(x)
-        return nn.relu(x)
 
     def _conv(self, x: jnp.ndarray) -> jnp.ndarray:
         return nn.Conv(
