@@ -28,8 +28,8 @@ The protocol (issue 14):
   ``--wait-idle SECONDS`` waits for the load to fall first;
 * every worker, of either framework, runs in the same environment: with glibc's
   huge-page tunable (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, :mod:`drugjax.huge_pages`)
-  where train.py would set it for itself, since torch gains from it too (eval 1.2x,
-  training 1.1x); ``--no-huge-pages`` runs both without it. The report says which.
+  where train.py would set it for itself, since torch gains from it too (idle runs:
+  eval 1.2-1.3x, training 1.0-1.08x); ``--no-huge-pages`` runs both without it. The report says which.
 
 Prints a Markdown block: command, machine, load, what else ran, versions, the table with
 the torchvision reference and the ratio.
