@@ -246,11 +246,17 @@ def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
     return conv2d(lhs, rhs, window_strides[0], pt)
 
 
-def _batch_statistics(xf: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Per-channel mean and biased variance, the variance in two passes (see BatchNorm)."""
+def _batch_statistics(xf: jnp.ndarray, axis_name: str | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per-channel mean and biased variance, the variance in two passes (see BatchNorm);
+    with ``axis_name``, each averaged over that mapped axis in turn."""
     axes = tuple(range(xf.ndim - 1))
     mean = jnp.mean(xf, axes)
-    return mean, jnp.mean(jnp.square(xf - mean), axes)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)
+    var = jnp.mean(jnp.square(xf - mean), axes)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)
+    return mean, var
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -342,21 +348,14 @@ class BatchNorm(nn.Module):
         elif self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(xf, axes)
+            mean, var = _batch_statistics(xf, self.axis_name if sync else None)
+        if not self.use_running_average and not self.is_initializing():
+            n = x.size // c
             if sync:
-                mean = lax.pmean(mean, self.axis_name)
-            var = jnp.mean(jnp.square(xf - mean), axes)
-            if sync:
-                var = lax.pmean(var, self.axis_name)
-        if not self.use_running_average:
-            if not self.is_initializing():
-                n = x.size // c
-                if sync:
-                    n *= lax.axis_size(self.axis_name)
-                m = self.momentum
-                ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
-                ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))
+                n *= lax.axis_size(self.axis_name)
+            m = self.momentum
+            ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
+            ra_var.value = m * ra_var.value + (1.0 - m) * var * (n / max(n - 1, 1))
         if fused:
             return y.astype(self.dtype)
         mul = lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
