@@ -51,8 +51,6 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol  # noqa: E402  (bench/protocol.py, beside this file)
 
-from drugjax import huge_pages  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 DOCS_SECTION = "bench/backbone.py result"
@@ -203,21 +201,13 @@ def worker(args) -> None:
     print("RESULT " + json.dumps({"times": times, **info}), flush=True)
 
 
-def worker_environment(args) -> dict[str, str]:
-    """Every worker's environment, the same for both frameworks (torch gains from huge
-    pages too): drugjax on PYTHONPATH and, unless --no-huge-pages, glibc's huge-page
-    tunable where :mod:`drugjax.huge_pages` would set it for train.py."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return huge_pages.environment(env) if args.huge_pages and huge_pages.wanted(env) else env
-
-
 def _run_worker(args, name: str, kinds: tuple[str, ...], weights: str, watch: protocol.Watch) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--weights", weights,
            "--kinds", ",".join(kinds), "--batch", str(args.batch), "--size", str(args.size),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype", args.dtype,
            "--lr", str(args.lr), "--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=worker_environment(args))
+                            env=protocol.worker_environment(args.huge_pages))
     watch.exclude.add(proc.pid)
     out, err = proc.communicate()
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
@@ -238,9 +228,7 @@ def run(args) -> tuple[str, bool]:
         else:
             names.append("torchvision")
     wanted = ("train",) if args.train_only else ("eval",) if args.eval_only else ("eval", "train")
-    tunables = worker_environment(args).get(huge_pages.TUNABLES)
-    allocator = (f"{huge_pages.TUNABLES}={tunables} for every worker, both frameworks" if tunables
-                 else f"glibc's default malloc for every worker ({huge_pages.TUNABLES} not set)")
+    allocator = protocol.allocator_line(protocol.worker_environment(args.huge_pages))
 
     watch = protocol.Watch()
     if args.wait_idle and not protocol.wait_for_idle(args.wait_idle, watch.exclude):
@@ -342,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("not written to docs/benchmarks.md: the run was under load (see status); re-run "
                              "on an idle machine, or pass --allow-load to write it marked UNDER LOAD")
         # float32 batch 32 at 224 px is the issue's protocol; other set-ups get their own section
-        huge = f"{huge_pages.HUGETLB}=1" in worker_environment(args).get(huge_pages.TUNABLES, "")
+        huge = protocol.has_huge_pages(protocol.worker_environment(args.huge_pages))
         variant = [v for v in (args.dtype != "float32" and args.dtype, args.batch != 32 and f"batch {args.batch}",
                                args.size != 224 and f"{args.size} px", args.eval_only and "eval only",
                                args.train_only and "train only", not huge and "no huge pages") if v]

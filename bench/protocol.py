@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drugjax import huge_pages
+
+ROOT = Path(__file__).resolve().parents[1]
+
 # Above this 1-minute load average at the start, a run is "under load" (issue 14).
 MAX_IDLE_LOAD = 1.0
 # Other processes using more than this share of the machine's CPU time during the run
@@ -162,6 +166,26 @@ def write_docs_section(path: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def worker_environment(huge: bool) -> dict[str, str]:
+    """A benchmark worker's environment, the same for both frameworks (torch gains from
+    huge pages too): drugjax on PYTHONPATH and, with ``huge``, glibc's huge-page tunable
+    where :mod:`drugjax.huge_pages` would set it for train.py."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return huge_pages.environment(env) if huge and huge_pages.wanted(env) else env
+
+
+def allocator_line(env: dict[str, str]) -> str:
+    """What the report says of the workers' allocator."""
+    tunables = env.get(huge_pages.TUNABLES)
+    if tunables:
+        return f"{huge_pages.TUNABLES}={tunables} for every worker, both frameworks"
+    return f"glibc's default malloc for every worker ({huge_pages.TUNABLES} not set)"
+
+
+def has_huge_pages(env: dict[str, str]) -> bool:
+    return f"{huge_pages.HUGETLB}=1" in env.get(huge_pages.TUNABLES, "")
 
 
 def torch_missing() -> str | None:

@@ -67,20 +67,44 @@ def test_write_docs_section_replaces_between_markers(tmp_path):
     assert text.count("<!-- x begin -->") == 1
 
 
-def test_backbone_refuses_to_write_docs_under_load(tmp_path, monkeypatch):
-    backbone = _load("backbone")
+@pytest.mark.parametrize("script", ["backbone", "convolutions"])
+def test_benchmark_refuses_to_write_docs_under_load(script, tmp_path, monkeypatch):
+    bench = _load(script)
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n")
-    monkeypatch.setattr(backbone, "DOCS", doc)
-    monkeypatch.setattr(backbone, "run", lambda args: ("| table |\n", True))
+    monkeypatch.setattr(bench, "DOCS", doc)
+    monkeypatch.setattr(bench, "run", lambda args: ("| table |\n", True))
     with pytest.raises(SystemExit, match="under load"):
-        backbone.main(["--write-docs"])
+        bench.main(["--write-docs"])
     assert doc.read_text() == "# Benchmarks\n"
-    backbone.main(["--write-docs", "--allow-load"])
+    bench.main(["--write-docs", "--allow-load"])
     assert "| table |" in doc.read_text()
-    monkeypatch.setattr(backbone, "run", lambda args: ("| idle table |\n", False))
-    backbone.main(["--write-docs"])
+    monkeypatch.setattr(bench, "run", lambda args: ("| idle table |\n", False))
+    bench.main(["--write-docs"])
     assert "| idle table |" in doc.read_text() and "| table |" not in doc.read_text()
+
+
+def test_convolution_inventory_is_the_models():
+    # bench/convolutions.py times every convolution of the network: its list, unfused as
+    # torchvision computes it, names each kernel of the model with its shape, once; fused,
+    # each block's three 1x1 kernels of the block input become one.
+    import jax
+
+    from drugjax.models.weights import random_variables
+
+    convolutions = _load("convolutions").convolutions
+    kernels = {"/".join(k.key for k in path[:-2]): leaf.shape
+               for path, leaf in jax.tree_util.tree_leaves_with_path(random_variables(1000)["params"])
+               if path[-1].key == "kernel" and path[-2].key == "conv"}
+    unfused = convolutions(224, fused=False)
+    assert {name.replace(".", "/"): (k, k, cin, cout) for _, name, _, cin, cout, k, _, _ in unfused} == kernels
+    sizes = {name: s for _, name, s, *_ in unfused}
+    assert [sizes[n] for n in ("conv1", "conv3", "inception3a.branch1", "inception4a.branch1",
+                               "inception5b.branch1")] == [224, 56, 28, 14, 7]
+    fused = convolutions(224, fused=True)
+    assert len(fused) == len(unfused) - 2 * 9
+    one_by_one = [row for row in fused if row[1] == "inception3a.1x1"]
+    assert one_by_one == [("inception 1x1 of the block input", "inception3a.1x1", 28, 192, 64 + 96 + 16, 1, 1, 0)]
 
 
 def test_gpu_benchmark_lowers_xla_gradients_for_gpus():
