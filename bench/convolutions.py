@@ -166,14 +166,14 @@ def table(best: dict[str, dict[str, dict[str, float]]], size: int) -> list[str]:
     totals = {f: group_totals(best[f], fused=f == "drugjax", size=size) for f in frameworks}
     head = " | ".join(f"{f} {kind} ms" for kind in ("forward", "backward") for f in frameworks)
     ratio = "torch" in frameworks
-    lines = [f"| convolutions | {head} |" + (" forward ratio | backward ratio |" if ratio else ""),
+    lines = [f"| convolutions | {head} |" + (" forward speed drugjax/torch | backward speed drugjax/torch |" if ratio else ""),
              "|---|" + "---|" * (2 * len(frameworks) + 2 * ratio)]
     rows = [(g, {f: totals[f][g] for f in frameworks}) for g in GROUPS]
     rows.append(("**all**", {f: {kind: sum(t[kind] for t in totals[f].values()) for kind in ("forward", "backward")}
                              for f in frameworks}))
     for label, per in rows:
         cells = [f"{1e3 * per[f][kind]:.1f}" for kind in ("forward", "backward") for f in frameworks]
-        if ratio:  # > 1: drugjax faster
+        if ratio:  # torch's time over drugjax's: > 1 where drugjax is faster
             cells += [f"{per['torch'][kind] / per['drugjax'][kind]:.2f}" for kind in ("forward", "backward")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
