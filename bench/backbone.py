@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -206,14 +204,7 @@ def _run_worker(args, name: str, kinds: tuple[str, ...], weights: str, watch: pr
            "--kinds", ",".join(kinds), "--batch", str(args.batch), "--size", str(args.size),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype", args.dtype,
            "--lr", str(args.lr), "--threads", str(args.threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=protocol.worker_environment(args.huge_pages))
-    watch.exclude.add(proc.pid)
-    out, err = proc.communicate()
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"the {name} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return protocol.run_worker(cmd, protocol.worker_environment(args.huge_pages), watch, name)
 
 
 def run(args) -> tuple[str, bool]:
@@ -230,11 +221,7 @@ def run(args) -> tuple[str, bool]:
     wanted = ("train",) if args.train_only else ("eval",) if args.eval_only else ("eval", "train")
     allocator = protocol.allocator_line(protocol.worker_environment(args.huge_pages))
 
-    watch = protocol.Watch()
-    if args.wait_idle and not protocol.wait_for_idle(args.wait_idle, watch.exclude):
-        print(f"the machine did not become idle within {args.wait_idle:.0f} s; measuring anyway (under load)")
-    before = protocol.describe([u for u in protocol.sample_others(2.0, watch.exclude) if u[0] >= 0.05], 2.0)
-    watch.start()
+    watch, before = protocol.begin(args.wait_idle)
     best: dict[str, dict[str, float]] = {n: {} for n in names}
     versions: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -259,20 +246,13 @@ def run(args) -> tuple[str, bool]:
     if "torchvision" in versions:
         torch_note = versions["torchvision"]
 
-    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + args.argv)
-    lines = [f"command: `{cmd}`",
-             f"machine: {protocol.cpu_name()}, {os.cpu_count()} cores (os.cpu_count), {time.strftime('%Y-%m-%d %H:%M %Z')}",
-             *watch.lines(),
-             "busy in the 2 s before the start:", *[f"  {b}" for b in before or ["nothing above 0.1 CPU-s"]],
-             f"drugjax: {versions.get('drugjax', '?')}",
-             f"reference: {torch_note}",
-             f"allocator: {allocator}",
-             f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}; each framework in its own "
-             f"process, {args.rounds} alternating rounds, best of {args.steps} timed iterations per round after "
-             f"{args.warmup} warm-up"]
-    report = ["```", *lines, "```", ""]
-    if watch.under_load:
-        report += ["**UNDER LOAD: these figures are not results** (see status above).", ""]
+    report = protocol.report_head(args.argv, watch, before, [
+        f"drugjax: {versions.get('drugjax', '?')}",
+        f"reference: {torch_note}",
+        f"allocator: {allocator}",
+        f"batch {args.batch}, {args.size}x{args.size}, drugjax {args.dtype}; each framework in its own "
+        f"process, {args.rounds} alternating rounds, best of {args.steps} timed iterations per round after "
+        f"{args.warmup} warm-up"])
     report += ["| framework | " + " | ".join(f"{k} img/s" for k in wanted) + " |",
                "|---|" + "---|" * len(wanted)]
     for name, r in best.items():
@@ -326,17 +306,13 @@ def main(argv: list[str] | None = None) -> None:
     report, under_load = run(args)
     print("\n" + report)
     if args.write_docs:
-        if under_load and not args.allow_load:
-            raise SystemExit("not written to docs/benchmarks.md: the run was under load (see status); re-run "
-                             "on an idle machine, or pass --allow-load to write it marked UNDER LOAD")
         # float32 batch 32 at 224 px is the protocol; other set-ups get their own section
         huge = protocol.has_huge_pages(protocol.worker_environment(args.huge_pages))
         variant = [v for v in (args.dtype != "float32" and args.dtype, args.batch != 32 and f"batch {args.batch}",
                                args.size != 224 and f"{args.size} px", args.eval_only and "eval only",
                                args.train_only and "train only", not huge and "no huge pages") if v]
         section = " ".join([DOCS_SECTION, *variant])
-        protocol.write_docs_section(DOCS, section, report)
-        print(f"updated {DOCS}")
+        protocol.write_result(DOCS, section, report, under_load, args.allow_load)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ import argparse
 import json
 import math
 import os
-import shlex
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -142,14 +140,7 @@ def _run_worker(args, name: str, watch: protocol.Watch) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--batch", str(args.batch),
            "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--threads", str(args.threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=protocol.worker_environment(args.huge_pages))
-    watch.exclude.add(proc.pid)
-    out, err = proc.communicate()
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"the {name} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return protocol.run_worker(cmd, protocol.worker_environment(args.huge_pages), watch, name)
 
 
 def group_totals(times: dict[str, dict[str, float]], fused: bool, size: int) -> dict[str, dict[str, float]]:
@@ -185,11 +176,7 @@ def run(args) -> tuple[str, bool]:
     missing = protocol.torch_missing()
     if not missing:
         names.append("torch")
-    watch = protocol.Watch()
-    if args.wait_idle and not protocol.wait_for_idle(args.wait_idle, watch.exclude):
-        print(f"the machine did not become idle within {args.wait_idle:.0f} s; measuring anyway (under load)")
-    before = protocol.describe([u for u in protocol.sample_others(2.0, watch.exclude) if u[0] >= 0.05], 2.0)
-    watch.start()
+    watch, before = protocol.begin(args.wait_idle)
     best: dict[str, dict[str, dict[str, float]]] = {}
     versions = {}
     for r in range(args.rounds):
@@ -202,20 +189,13 @@ def run(args) -> tuple[str, bool]:
                     mine.setdefault(conv, {})[kind] = min(mine.get(conv, {}).get(kind, math.inf), t)
             print(f"round {r + 1}/{args.rounds} {name} done", flush=True)
     watch.stop()
-    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + args.argv)
-    lines = [f"command: `{cmd}`",
-             f"machine: {protocol.cpu_name()}, {os.cpu_count()} cores (os.cpu_count), {time.strftime('%Y-%m-%d %H:%M %Z')}",
-             *watch.lines(),
-             "busy in the 2 s before the start:", *[f"  {b}" for b in before or ["nothing above 0.1 CPU-s"]],
-             f"drugjax: {versions['drugjax']}",
-             f"reference: {versions.get('torch', f'not run: {missing} (install drugjax[torch] to compare)')}",
-             f"allocator: {protocol.allocator_line(protocol.worker_environment(args.huge_pages))}",
-             f"batch {args.batch}, {args.size}x{args.size}, float32; each framework in its own process, "
-             f"{args.rounds} alternating rounds, best of {args.steps} timed calls per convolution after "
-             f"{args.warmup} warm-up"]
-    report = ["```", *lines, "```", ""]
-    if watch.under_load:
-        report += ["**UNDER LOAD: these figures are not results** (see status above).", ""]
+    report = protocol.report_head(args.argv, watch, before, [
+        f"drugjax: {versions['drugjax']}",
+        f"reference: {versions.get('torch', f'not run: {missing} (install drugjax[torch] to compare)')}",
+        f"allocator: {protocol.allocator_line(protocol.worker_environment(args.huge_pages))}",
+        f"batch {args.batch}, {args.size}x{args.size}, float32; each framework in its own process, "
+        f"{args.rounds} alternating rounds, best of {args.steps} timed calls per convolution after "
+        f"{args.warmup} warm-up"])
     report += table(best, args.size)
     return "\n".join(report) + "\n", watch.under_load
 
@@ -246,14 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     report, under_load = run(args)
     print("\n" + report)
     if args.write_docs:
-        if under_load and not args.allow_load:
-            raise SystemExit("not written to docs/benchmarks.md: the run was under load (see status); re-run "
-                             "on an idle machine, or pass --allow-load to write it marked UNDER LOAD")
         variant = [v for v in (args.batch != 32 and f"batch {args.batch}", args.size != 224 and f"{args.size} px",
                                not protocol.has_huge_pages(protocol.worker_environment(args.huge_pages))
                                and "no huge pages") if v]
-        protocol.write_docs_section(DOCS, " ".join([DOCS_SECTION, *variant]), report)
-        print(f"updated {DOCS}")
+        protocol.write_result(DOCS, " ".join([DOCS_SECTION, *variant]), report, under_load, args.allow_load)
 
 
 if __name__ == "__main__":

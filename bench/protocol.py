@@ -9,9 +9,13 @@ taken under load is not a result: it is marked as such and not written to the do
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +190,53 @@ def allocator_line(env: dict[str, str]) -> str:
 
 def has_huge_pages(env: dict[str, str]) -> bool:
     return f"{huge_pages.HUGETLB}=1" in env.get(huge_pages.TUNABLES, "")
+
+
+def begin(wait_idle: float) -> tuple[Watch, list[str]]:
+    """Wait up to ``wait_idle`` seconds for an idle machine, note what was busy in the 2 s
+    before the start, and start watching: (the started watch, those busy lines)."""
+    watch = Watch()
+    if wait_idle and not wait_for_idle(wait_idle, watch.exclude):
+        print(f"the machine did not become idle within {wait_idle:.0f} s; measuring anyway (under load)")
+    before = describe([u for u in sample_others(2.0, watch.exclude) if u[0] >= 0.05], 2.0)
+    return watch.start(), before
+
+
+def run_worker(cmd: list[str], env: dict[str, str], watch: Watch, name: str) -> dict:
+    """Run one framework's worker process (watched, so its CPU time is not counted as
+    another process's) and return the JSON of its last ``RESULT `` line."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watch.exclude.add(proc.pid)
+    out, err = proc.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"the {name} worker failed (exit {proc.returncode}):\n{err[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def report_head(argv: list[str], watch: Watch, before: list[str], details: list[str]) -> list[str]:
+    """The report's opening block: command, machine, load and what else ran, then
+    ``details`` (versions, allocator, set-up); UNDER LOAD said after it where it was."""
+    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + argv)
+    lines = [f"command: `{cmd}`",
+             f"machine: {cpu_name()}, {os.cpu_count()} cores (os.cpu_count), {time.strftime('%Y-%m-%d %H:%M %Z')}",
+             *watch.lines(),
+             "busy in the 2 s before the start:", *[f"  {b}" for b in before or ["nothing above 0.1 CPU-s"]],
+             *details]
+    report = ["```", *lines, "```", ""]
+    if watch.under_load:
+        report += ["**UNDER LOAD: these figures are not results** (see status above).", ""]
+    return report
+
+
+def write_result(path: Path, section: str, report: str, under_load: bool, allow_load: bool) -> None:
+    """Write ``report`` into ``section`` of ``path``; refused (SystemExit) for a run
+    under load unless ``allow_load``."""
+    if under_load and not allow_load:
+        raise SystemExit(f"not written to {os.path.relpath(path, ROOT)}: the run was under load (see status); re-run on an idle "
+                         "machine, or pass --allow-load to write it marked UNDER LOAD")
+    write_docs_section(path, section, report)
+    print(f"updated {path}")
 
 
 def torch_missing() -> str | None:
