@@ -21,7 +21,7 @@ docs/accounts.md.
 from __future__ import annotations
 
 if __name__ == "__main__":  # first, before the imports: glibc reads its tunables at start
-    from drugjax.huge_pages import reexec_with_huge_pages
+    from drugjax.runtime.huge_pages import reexec_with_huge_pages
 
     reexec_with_huge_pages()
 
@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from drugjax.evaluation.config import register_configs
-from drugjax.hydra_record import record_writer
+from drugjax.runtime.hydra_record import record_writer
 
 register_configs()
 
@@ -41,7 +41,7 @@ register_configs()
 def run(cfg: DictConfig) -> dict:
     """Run the protocol per ``cfg``, print Table 1 and where the files are; returns
     :func:`drugjax.evaluation.protocol.run`'s summary."""
-    from drugjax.data.textsafe import escape_controls
+    from drugjax.runtime.textsafe import escape_controls
     from drugjax.evaluation import account_protocol, protocol
     from drugjax.evaluation.config import check, to_config, train_config
     from drugjax.evaluation.dealers import format_table2_markdown
@@ -92,7 +92,7 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry point: user errors end in one ``error:`` line and exit status 1; a
     backbone checkpoint refused for leakage (drugjax.evaluation.leakage) with status 2."""
     from drugjax.data.builders import BuildError
-    from drugjax.data.textsafe import escape_controls
+    from drugjax.runtime.textsafe import escape_controls
     from drugjax.evaluation.leakage import LeakageError
     from drugjax.models.weights import WeightsError
     from drugjax.training.config import ConfigError

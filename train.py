@@ -17,7 +17,7 @@ docs/training.md.
 from __future__ import annotations
 
 if __name__ == "__main__":  # first, before the imports: glibc reads its tunables at start
-    from drugjax.huge_pages import reexec_with_huge_pages
+    from drugjax.runtime.huge_pages import reexec_with_huge_pages
 
     reexec_with_huge_pages()
 
@@ -31,7 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from drugjax.training.config import register_configs
-from drugjax.hydra_record import record_writer
+from drugjax.runtime.hydra_record import record_writer
 
 register_configs()
 log = logging.getLogger("train")
@@ -119,7 +119,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
     from drugjax.data.builders import BuildError
     from drugjax.models.weights import WeightsError
-    from drugjax.data.textsafe import escape_controls
+    from drugjax.runtime.textsafe import escape_controls
     from drugjax.training.checkpoint import CheckpointError
     from drugjax.training.config import ConfigError
     from drugjax.training.loop import NonFiniteError

@@ -27,7 +27,7 @@ The protocol (issue 14):
   ``--write-docs`` then refuses to write it (``--allow-load`` writes it, so marked).
   ``--wait-idle SECONDS`` waits for the load to fall first;
 * every worker, of either framework, runs in the same environment: with glibc's
-  huge-page tunable (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, :mod:`drugjax.huge_pages`)
+  huge-page tunable (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, :mod:`drugjax.runtime.huge_pages`)
   where train.py would set it for itself, since torch gains from it too (idle runs:
   eval 1.2-1.3x, training 1.0-1.08x); ``--no-huge-pages`` runs both without it. The report says which.
 
@@ -83,7 +83,7 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     import jax.numpy as jnp
     import optax
 
-    from drugjax import xla_cpu
+    from drugjax.runtime import xla_cpu
     from drugjax.models import InceptionV1, inception
     from drugjax.models.weights import from_torchvision
 
@@ -95,7 +95,7 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     y = jnp.asarray(labels)
     tx = optax.sgd(args.lr, momentum=0.9)
 
-    # Compiled as drugjax's feature extraction and training steps are (drugjax.xla_cpu).
+    # Compiled as drugjax's feature extraction and training steps are (drugjax.runtime.xla_cpu).
     eval_step = xla_cpu.jit(lambda variables, x: eval_model.apply(variables, x, train=False))
 
     train_step = protocol.sgd_train_step(model, tx)
@@ -180,11 +180,11 @@ def worker(args) -> None:
 
         steps = drugjax_steps(args, state_dict, images, labels, fold=name != "drugjax-unfolded",
                               xla_gradients=name == "drugjax-xla")
-        from drugjax import xla_cpu
+        from drugjax.runtime import xla_cpu
 
         info = {"version": f"jax {jax.__version__} on {jax.devices()[0].platform}, "
                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; compiler options "
-                           f"{xla_cpu.options()} (drugjax.xla_cpu)"}
+                           f"{xla_cpu.options()} (drugjax.runtime.xla_cpu)"}
     times = {}
     for kind in args.kinds.split(","):
         t = time.perf_counter()
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="also time drugjax's training step with XLA's own max-pool and convolution-kernel "
                         "gradients instead of the hand-written ones")
     p.add_argument("--no-huge-pages", dest="huge_pages", action="store_false",
-                   help="run every worker without glibc's huge-page tunable (drugjax.huge_pages); by default "
+                   help="run every worker without glibc's huge-page tunable (drugjax.runtime.huge_pages); by default "
                         "both frameworks get it where it is available")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to this long for the 1-minute load average to fall to 1.0")

@@ -9,7 +9,7 @@ convolutions.
 For each convolution: the forward, and the backward a training step needs (input and
 kernel gradients; the kernel gradient alone for conv1, whose input is the image).
 drugjax times the model's own convolutions (``inception.conv2d`` with its gradient,
-compiled with ``drugjax.xla_cpu``'s options, each inception block's three 1x1
+compiled with ``drugjax.runtime.xla_cpu``'s options, each inception block's three 1x1
 convolutions of the block input fused into one as the model computes them); torch times
 torchvision's (three separate 1x1 convolutions), channels_last, ``--threads`` threads,
 the forward in grad mode as in training, the backward as ``torch.autograd.grad`` of a
@@ -83,7 +83,7 @@ def drugjax_times(args) -> dict[str, dict[str, float]]:
     import jax
     import numpy as np
 
-    from drugjax import xla_cpu
+    from drugjax.runtime import xla_cpu
     from drugjax.models.inception import conv2d
 
     rng = np.random.default_rng(0)
@@ -129,7 +129,7 @@ def worker(args) -> None:
     else:
         import jax
 
-        from drugjax import xla_cpu
+        from drugjax.runtime import xla_cpu
 
         times = drugjax_times(args)
         version = f"jax {jax.__version__} on {jax.devices()[0].platform}, compiler options {xla_cpu.options()}"
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="torch intra-op threads; XLA:CPU uses one thread per core")
     p.add_argument("--no-huge-pages", dest="huge_pages", action="store_false",
-                   help="run every worker without glibc's huge-page tunable (drugjax.huge_pages)")
+                   help="run every worker without glibc's huge-page tunable (drugjax.runtime.huge_pages)")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to this long for the 1-minute load average to fall to 1.0")
     p.add_argument("--write-docs", action="store_true",

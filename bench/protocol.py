@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drugjax import huge_pages
+from drugjax.runtime import huge_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +175,7 @@ def write_docs_section(path: Path, name: str, body: str) -> None:
 def worker_environment(huge: bool) -> dict[str, str]:
     """A benchmark worker's environment, the same for both frameworks (torch gains from
     huge pages too): drugjax on PYTHONPATH and, with ``huge``, glibc's huge-page tunable
-    where :mod:`drugjax.huge_pages` would set it for train.py."""
+    where :mod:`drugjax.runtime.huge_pages` would set it for train.py."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return huge_pages.environment(env) if huge and huge_pages.wanted(env) else env
 
@@ -258,7 +258,7 @@ def sgd_train_step(model, tx):
     import jax.numpy as jnp
     import optax
 
-    from drugjax import xla_cpu
+    from drugjax.runtime import xla_cpu
 
     def loss_fn(params, batch_stats, x, y, key):
         logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,

@@ -2,7 +2,7 @@
 1,000,000 posts, against scikit-learn's plain TfidfVectorizer + MultinomialNB.
 
 The posts are drawn with replacement (seeded) from the labelled and timeline posts of
-``synthetic.plan("paper", seed)``: real captions and tag lists, cheap to make. Each
+``world.plan("paper", seed)``: real captions and tag lists, cheap to make. Each
 method runs in a fresh Python process so that its peak memory (``ru_maxrss``) is its
 own; the peak includes the libraries and the posts themselves, printed as the first
 two stages.
@@ -40,9 +40,9 @@ def make_posts(n: int, seed: int) -> tuple[list[dict], list[int]]:
     included where labelled (since world version 4 most timeline posts have drug null)."""
     import numpy as np
 
-    from drugjax.data import synthetic
+    from drugjax.synthetic import world
 
-    posts, _, _, timelines = synthetic.plan("paper", seed=seed)
+    posts, _, _, timelines = world.plan("paper", seed=seed)
     pool = posts + [post for timeline in timelines.values() for post in timeline if post["drug"] is not None]
     picks = np.random.default_rng(seed).integers(0, len(pool), size=n)
     return [pool[i] for i in picks], [int(pool[i]["drug"]) for i in picks]
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; python {platform.python_version()}")
     print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
-    print(f"posts: {args.posts:,} resampled from synthetic.plan('paper', seed={args.seed}); mode={args.mode}")
+    print(f"posts: {args.posts:,} resampled from world.plan('paper', seed={args.seed}); mode={args.mode}")
     print()
     print("| method | stage | wall s | peak RSS MB (process so far) |")
     print("|---|---|---|---|")

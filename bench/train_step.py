@@ -128,7 +128,7 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     results = []
-    from drugjax import huge_pages
+    from drugjax.runtime import huge_pages
 
     worker_env = dict(os.environ)
     if huge_pages.wanted(worker_env):  # as train.py runs itself
@@ -158,7 +158,7 @@ def main() -> None:
         f"{load_before:.1f} at start), backend {info['backend']} "
         f"({info['device_kind']}), jax {info['jax']}; float32 1024x1024 matmul reference: "
         f"{info['matmul_gflops']:.1f} GFLOP/s; GLIBC_TUNABLES="
-        f"{worker_env.get('GLIBC_TUNABLES') or '(not set)'} (drugjax.huge_pages, as train.py sets it).  ",
+        f"{worker_env.get('GLIBC_TUNABLES') or '(not set)'} (drugjax.runtime.huge_pages, as train.py sets it).  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. One pmap'd train step (RMSprop, masked "
         "multitask loss) at a time; forward = jitted inference of the same model on one device, same run.",
         "",

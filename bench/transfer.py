@@ -89,7 +89,7 @@ def _linear_probe(features, num_folds: int) -> dict[str, list[float]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from drugjax.evaluation.metrics import binary_metrics
+    from drugjax.metrics import binary_metrics
     from drugjax.tasks import INSTAGRAM_POSITIVE
 
     posts = features["posts"]

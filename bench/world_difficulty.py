@@ -16,7 +16,7 @@ Proxies a researcher can run in minutes on a CPU:
   tags + caption classifier trained on ROOT's posts and applied to every timeline post
   (the paper's way).
 
-Cross-validation: 5 folds of ``drugjax.data.folds`` (by post, the paper's protocol, or by
+Cross-validation: 5 folds of ``drugjax.data.folds.folds_for_split`` (by post, the paper's protocol, or by
 account), decision threshold 0.5. Web images are only ever added to training folds.
 With ``--test`` there are no folds: every proxy is trained on all of ROOT (its posts, and
 its web images where the proxy uses them) and scored on TEST_ROOT's posts -- e.g. a model
@@ -42,7 +42,8 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from drugjax.data import folds, load_accounts, load_posts, load_web
+from drugjax.data.folds import folds_for_split
+from drugjax.data import load_accounts, load_posts, load_web
 from drugjax.data.schema import hour_of_day
 
 # Transaction evidence in a bio or a comment (the paper's E): payment, shipping, contacts.
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         roots = [root] * (len(posts) - len(test)) + [test_root] * len(test)
         n_folds, scored = 1, fold == 0
     else:
-        fold = np.array(folds(posts, 5, split=args.split, seed=0))
+        fold = folds_for_split(args.split, [p["drug"] for p in posts], [p["account"] for p in posts], 5, seed=0)
         roots = [root] * len(posts)
         n_folds, scored = 5, np.ones(len(posts), bool)
     y = np.array([p["drug"] for p in posts])

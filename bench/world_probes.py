@@ -18,7 +18,7 @@ reports (tags-only naive Bayes, Table 1: accuracy 82.2 %, F1 0.65):
 * vocabulary size: distinct tags, share of distinct captions;
 * tags-only and caption-only tf-idf + multinomial naive Bayes;
 * the leak of random post splits: text NB on labelled timeline posts with folds by post
-  and by account (``drugjax.data.folds``).
+  and by account (``drugjax.data.folds.folds_for_split``).
 
 AUCs of single statistics are reported in the direction that separates best (0.5 = no
 information, 1.0 = a perfect shortcut). Cross-validation: stratified 5-fold, seed 0.
@@ -41,7 +41,10 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import MultinomialNB
 
-from drugjax.data import draw, folds, load_accounts, load_posts, load_web, read_image, synthetic
+from drugjax.data.folds import folds_for_split
+from drugjax.data import load_accounts, load_posts, load_web, read_image
+from drugjax.synthetic import draw
+from drugjax.synthetic import world
 from drugjax.data.schema import hour_of_day
 
 FOLDS = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -138,7 +141,7 @@ def split_probe(timelines: dict[str, list[dict]]) -> dict:
     docs = np.array([" ".join(p["tags"]) + " " + p["caption"] for p in tl], object)
     out = []
     for split in ("post", "account"):
-        fold = np.array(folds(tl, 5, split=split, seed=0))
+        fold = folds_for_split(split, y, [p["account"] for p in tl], 5, seed=0)
         p = np.zeros(len(y))
         for f in range(5):
             tr, te = fold != f, fold == f
@@ -201,7 +204,7 @@ def picture_from_plan(jobs: dict):
     def picture(rec: dict) -> tuple[np.ndarray, bytes]:
         job = jobs[rec["image"]]
         buf = io.BytesIO()
-        draw.save_jpeg(synthetic.draw_job(job), buf, job.quality)
+        draw.save_jpeg(world.draw_job(job), buf, job.quality)
         data = buf.getvalue()
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB")), data
@@ -274,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             m = json.loads(meta.read_text())
             source += f" (generator v{m.get('version')}, preset {m.get('preset')}, seed {m.get('seed')})"
     else:
-        records = synthetic.plan(args.preset, seed=args.seed)
-        picture = None if args.no_images else picture_from_plan(synthetic.plan_images(args.preset, seed=args.seed))
-        source = f"synthetic.plan(preset={args.preset!r}, seed={args.seed}), generator v{synthetic.GENERATOR_VERSION}"
+        records = world.plan(args.preset, seed=args.seed)
+        picture = None if args.no_images else picture_from_plan(world.plan_images(args.preset, seed=args.seed))
+        source = f"world.plan(preset={args.preset!r}, seed={args.seed}), generator v{world.GENERATOR_VERSION}"
     results = run(*records, picture=picture, sample=args.web_sample)
     print(f"# world probes: {source}; {len(records[0])} posts; {time.perf_counter() - t0:.0f} s")
     print("| probe | value | target |\n|---|---|---|")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from drugjax.data import draw, load_accounts, load_posts, load_web, synthetic
+from drugjax.data import load_accounts, load_posts, load_web
+from drugjax.synthetic import draw
+from drugjax.synthetic import world
 
 TILE = 128  # tiles are letterboxed into TILE x TILE, so the aspect ratios stay visible
 LABEL = 26
@@ -76,7 +78,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).with_name("synthetic-contact-sheet.png")))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = synthetic.generate(Path(tmp) / "world", preset="small", seed=args.seed)
+        root = world.generate(Path(tmp) / "world", preset="small", seed=args.seed)
         # 256 colours: a third of the bytes of full colour, no visible loss on noisy photos
         contact_sheet(root).quantize(256, dither=Image.Dither.NONE).save(args.out, optimize=True)
     print(f"wrote {args.out}")

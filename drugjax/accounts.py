@@ -162,7 +162,7 @@ def with_known(known: Mapping[str, float], fallback: PostProbability) -> PostPro
 def attach_timelines(accounts: Sequence[Mapping[str, Any]], timelines: Mapping[str, Sequence[Mapping[str, Any]]]
                      ) -> tuple[list[dict], collections.Counter]:
     """Accounts with ``timeline`` from a username -> posts mapping (as
-    :func:`drugjax.data.synthetic.plan` returns them); timelines of accounts that are not in
+    :func:`drugjax.synthetic.world.plan` returns them); timelines of accounts that are not in
     ``accounts`` are left out and counted."""
     problems: collections.Counter = collections.Counter()
     names = {str(a["username"]) for a in accounts}

@@ -44,7 +44,7 @@ import numpy as np
 
 from drugjax.accounts import FEATURE_NAMES, Blacklist, account_table
 from drugjax.data import schema
-from drugjax.data.textsafe import csv_cell, escape_controls
+from drugjax.runtime.textsafe import csv_cell, escape_controls
 from drugjax.text import normalize_text
 
 DEFAULT_DICTIONARY = Path(__file__).resolve().parent.parent / "conf" / "dictionary.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.evaluation.metrics import METRICS, Summary, metrics_by_fold, summarize
+from drugjax.metrics import METRICS, Summary, metrics_by_fold, summarize
 
 DEFAULT_WEIGHT = 0.5  # the paper's "50% for the image-based classifier"
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
@@ -86,7 +86,7 @@ def weight_curve(
 ) -> list[WeightPoint]:
     """Metrics of the fused scores at each weight (``w = 0``: text only, ``1``: image only).
 
-    With ``folds`` (the fold of each post, see ``drugjax.evaluation.folds``) each point
+    With ``folds`` (the fold of each post, see ``drugjax.data.folds``) each point
     holds the mean ± std over folds, as in Table 1; without, the metrics of all posts.
     The probabilities must be out-of-fold ones.
     """
@@ -111,7 +111,7 @@ def select_weight(
     """The fusion weight that inner cross-validation on an outer training set picks.
 
     How, for one outer fold: (1) split that fold's *training* posts into inner folds
-    (``drugjax.evaluation.folds``); (2) for each inner fold, fit the image and the text
+    (``drugjax.data.folds``); (2) for each inner fold, fit the image and the text
     classifier on the other inner folds and score the inner fold, giving an out-of-fold
     image and text probability for every training post; (3) pass those labels,
     probabilities and inner folds here. For each weight on the grid the fused scores are

@@ -138,9 +138,9 @@ def test_blacklist_file_loads_and_reports_bad_entries(tmp_path):
 
 
 def test_transformer_on_the_synthetic_world_separates_dealers():
-    from drugjax.data import synthetic
+    from drugjax.synthetic import world
 
-    _, _, accs, timelines = synthetic.plan("paper", 0)
+    _, _, accs, timelines = world.plan("paper", 0)
     accs, problems = attach_timelines(accs, timelines)
     # the labelled 25 % of each timeline stand in for a classifier (unlabelled: not drug)
     features = AccountFeatures(probability=lambda ps: np.array([float(p["drug"] or 0) for p in ps]))

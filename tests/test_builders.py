@@ -12,7 +12,8 @@ from PIL import Image
 
 from drugjax.data import builders as B
 from drugjax.data import pipeline as P
-from drugjax.data import schema, synthetic
+from drugjax.data import schema
+from drugjax.synthetic import world
 
 
 def _image(root: Path, name: str, value: int, mode: str = "RGB", fmt: str = "PNG", size=(14, 10)) -> str:
@@ -241,12 +242,12 @@ def _ids(source):
 
 def test_prepare_synthetic_generates_once_and_rebuilds_for_another_seed(tmp_path, monkeypatch):
     calls = []
-    real = synthetic.generate
-    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = world.generate
+    monkeypatch.setattr(world, "generate", lambda *a, **k: calls.append(k) or real(*a, **k))
     first = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
     md = first["posts"].metadata
     assert (md["source"], md["preset"], md["seed"], md["image_size"]) == ("synthetic", "tiny", 0, 96)
-    assert md["world"]["generator"] == "drugjax.data.synthetic" and md["builder_version"] == "1.0.0"
+    assert md["world"]["generator"] == "drugjax.synthetic.world" and md["builder_version"] == "1.0.0"
     # Round trip through generator, validation and builder: the same records come back.
     root = tmp_path / "synthetic" / B._world_name("tiny", 0, 96)
     assert [json.loads(first["posts"][i]["json"]) for i in range(len(first["posts"]))] == schema.load_posts(root).records
@@ -259,19 +260,19 @@ def test_prepare_synthetic_generates_once_and_rebuilds_for_another_seed(tmp_path
 
 
 def test_interrupted_generation_is_not_mistaken_for_a_world(tmp_path, monkeypatch):
-    real = synthetic.generate
+    real = world.generate
 
     def interrupted(out, **kw):
         Path(out).mkdir(parents=True)
         (Path(out) / "posts.jsonl").write_text("")  # half a world
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "generate", interrupted)
+    monkeypatch.setattr(world, "generate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
-    monkeypatch.setattr(synthetic, "generate", real)
+    monkeypatch.setattr(world, "generate", real)
     sources = B.prepare(None, preset="tiny", seed=0, data_dir=tmp_path)
-    assert len(sources["posts"]) == synthetic.PRESETS["tiny"].n_posts
+    assert len(sources["posts"]) == world.PRESETS["tiny"].n_posts
 
 
 def test_bad_images_are_rejected_by_the_build_with_the_validators_reason(tmp_path):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from drugjax.data import fold_of, synthetic
-from drugjax.evaluation.folds import account_folds, id_folds, out_of_fold_probability, splits, stratified_folds
-from drugjax.evaluation.metrics import Summary, binary_metrics, metrics_by_fold, summarize
+from drugjax.data import fold_of
+from drugjax.synthetic import world
+from drugjax.data.folds import account_folds, id_folds, out_of_fold_probability, splits, stratified_folds
+from drugjax.metrics import Summary, binary_metrics, metrics_by_fold, summarize
 from drugjax.evaluation.tables import (
     PAPER_TABLE1_AS_PRINTED, TABLE1_METHODS, Table1, format_table1_markdown, paper_table1, read_table1,
     write_table1)
-from drugjax.training.metrics import binary_metrics as training_binary_metrics
 
 # --------------------------------------------------------------------------- metrics
 
@@ -31,10 +31,6 @@ def test_binary_metrics_values_and_threshold():
     high = binary_metrics(y, p, threshold=0.7)  # only 0.9 is called positive
     assert (high["precision"], high["recall"], high["accuracy"]) == pytest.approx((1.0, 0.5, 4 / 5))
     assert high["auc"] == m["auc"]  # AUC does not depend on the threshold
-
-
-def test_binary_metrics_still_importable_from_training():
-    assert training_binary_metrics is binary_metrics
 
 
 def test_one_class_fold_gives_nan_auc_and_a_note():
@@ -101,7 +97,7 @@ def test_stratified_folds_partition_and_stratify():
 
 
 def test_account_folds_keep_accounts_together():
-    posts, *_ = synthetic.plan("small", seed=0)
+    posts, *_ = world.plan("small", seed=0)
     y = np.array([p["drug"] for p in posts])
     accounts = [p["account"] for p in posts]
     folds = account_folds(y, accounts, n_splits=5, seed=0)

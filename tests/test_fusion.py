@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drugjax.evaluation.metrics import binary_metrics
+from drugjax.metrics import binary_metrics
 from drugjax.fusion import DEFAULT_WEIGHT, WEIGHT_GRID, fuse, select_weight, weight_curve
 
 NAN = float("nan")
@@ -105,11 +105,11 @@ def test_nested_selection_never_sees_the_test_fold():
     # The protocol of select_weight's docstring, with the tags-only classifier standing in
     # for the image model: inner folds and out-of-fold scores on the outer training posts
     # only. Changing everything about the test fold leaves the chosen weight as it was.
-    from drugjax.data import synthetic
-    from drugjax.evaluation.folds import out_of_fold_probability, stratified_folds
+    from drugjax.synthetic import world
+    from drugjax.data.folds import out_of_fold_probability, stratified_folds
     from drugjax.text import TextClassifier
 
-    posts, *_ = synthetic.plan("small", seed=0)
+    posts, *_ = world.plan("small", seed=0)
     y = np.array([p["drug"] for p in posts])
     outer = stratified_folds(y, n_splits=5, seed=0)
 

@@ -1,4 +1,4 @@
-"""The entry points' restart with glibc's huge-page tunable (drugjax.huge_pages)."""
+"""The entry points' restart with glibc's huge-page tunable (drugjax.runtime.huge_pages)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from drugjax import huge_pages
+from drugjax.runtime import huge_pages
 
 
 def _mode_file(tmp_path, text):
@@ -47,7 +47,7 @@ def test_restarts_only_an_interpreter_started_for_the_script():
 
 SCRIPT = """
 import os
-from drugjax.huge_pages import reexec_with_huge_pages
+from drugjax.runtime.huge_pages import reexec_with_huge_pages
 print("start", flush=True)
 reexec_with_huge_pages()
 print("tunables", os.environ.get("GLIBC_TUNABLES"), "argv", __import__("sys").argv[1:])

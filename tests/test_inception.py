@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from drugjax import xla_cpu
+from drugjax.runtime import xla_cpu
 from drugjax.models import InceptionV1
 from drugjax.models.weights import from_torchvision, to_torchvision
 
@@ -144,7 +144,7 @@ def test_training_gradients_match_torchvision(reference):
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, updates["batch_stats"]
 
-    # compiled as the training steps are (drugjax.xla_cpu: XLA:CPU's convolution path)
+    # compiled as the training steps are (drugjax.runtime.xla_cpu: XLA:CPU's convolution path)
     (loss, stats), grads = xla_cpu.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
     np.testing.assert_allclose(loss, ref["train_loss"], rtol=1e-5)
     # to_torchvision gives torch names and layouts; the other collection is only filler.

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from drugjax.data import schema
-from drugjax.data.schema import ImageError, Rejection, fold_of, load_accounts, load_posts, load_web, read_image
+from drugjax.data.folds import fold_of
+from drugjax.data.schema import ImageError, Rejection, load_accounts, load_posts, load_web, read_image
 
 RNG = np.random.default_rng(0)
 PIXELS = (RNG.random((12, 16, 3)) * 255).astype(np.uint8)

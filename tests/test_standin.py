@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from train_support import tiny_config
 
-from drugjax.data import draw, pretext
+from drugjax.synthetic import draw
+from drugjax.synthetic import pretext
 from drugjax.models import standin
 from drugjax.models.weights import WeightsError
 from drugjax.training import build

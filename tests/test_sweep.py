@@ -51,7 +51,7 @@ def test_each_configuration_matches_the_ordinary_step_run_alone():
 
 
 def test_kept_predictions_are_each_configurations_drug_probability_on_every_row():
-    from drugjax.evaluation.metrics import binary_metrics
+    from drugjax.metrics import binary_metrics
 
     table = _table()
     configs = [CONFIGS[1], dataclasses.replace(CONFIGS[0], tasks=("drug",))]  # 4 heads, 1 head

@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from drugjax.data import folds, load_accounts, load_posts, load_web, synthetic, vocab
+from drugjax.data import load_accounts, load_posts, load_web
+from drugjax.data.folds import account_folds, stratified_folds
+from drugjax.synthetic import world
+from drugjax.synthetic import vocab
 from drugjax.data.schema import hour_of_day
 
 
@@ -22,21 +25,21 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return synthetic.generate(tmp_path_factory.mktemp("w") / "a", preset="tiny", seed=7, image_size=32)
+    return world.generate(tmp_path_factory.mktemp("w") / "a", preset="tiny", seed=7, image_size=32)
 
 
 def test_same_seed_same_bytes(tiny, tmp_path):
-    again = synthetic.generate(tmp_path / "b", preset="tiny", seed=7, image_size=32, workers=2)
+    again = world.generate(tmp_path / "b", preset="tiny", seed=7, image_size=32, workers=2)
     a, b = _files(tiny), _files(again)
     assert sorted(a) == sorted(b) and len(a) > 100
     assert [k for k in a if a[k] != b[k]] == []
-    other = _files(synthetic.generate(tmp_path / "c", preset="tiny", seed=8, image_size=32))
+    other = _files(world.generate(tmp_path / "c", preset="tiny", seed=8, image_size=32))
     assert other["posts.jsonl"] != a["posts.jsonl"]
     assert other["images/posts/p000000.jpg"] != a["images/posts/p000000.jpg"]
 
 
 def test_round_trip_through_the_loaders(tiny):
-    posts, web, accounts, timelines = synthetic.plan("tiny", seed=7, image_size=32)
+    posts, web, accounts, timelines = world.plan("tiny", seed=7, image_size=32)
     strip = lambda recs: [{k: v for k, v in r.items() if k not in ("_line", "timeline")} for r in recs]  # noqa: E731
     lp, lw, la = load_posts(tiny), load_web(tiny), load_accounts(tiny)
     assert lp.rejections == lw.rejections == la.rejections == []
@@ -67,13 +70,13 @@ def test_pictures_are_jpegs_of_varied_size_and_aspect(tiny):
 
 
 def test_cli_writes_counts(tmp_path, capsys):
-    assert synthetic.main([str(tmp_path / "w"), "--preset", "tiny", "--seed", "1", "--image-size", "24"]) == 0
+    assert world.main([str(tmp_path / "w"), "--preset", "tiny", "--seed", "1", "--image-size", "24"]) == 0
     out = capsys.readouterr().out
     assert "40 labelled posts, 12 drug-related" in out and "JPEG files" in out
     # an existing non-world folder is never overwritten
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
-    assert synthetic.main([str(tmp_path / "mine"), "--preset", "tiny"]) == 2
+    assert world.main([str(tmp_path / "mine"), "--preset", "tiny"]) == 2
     assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
@@ -91,16 +94,16 @@ def test_a_researchers_dataset_is_never_replaced(tmp_path, capsys, world_json):
     if world_json is not None:
         (mine / "world.json").write_text(world_json)
     before = _tree(mine)
-    assert synthetic.main([str(mine), "--preset", "tiny"]) == 2
+    assert world.main([str(mine), "--preset", "tiny"]) == 2
     assert "not written by this generator" in capsys.readouterr().err
     assert _tree(mine) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my-dataset"]  # no temporary folder left
 
 
 def test_an_earlier_world_is_replaced(tmp_path):
-    out = synthetic.generate(tmp_path / "w", preset="tiny", seed=1, image_size=24)
+    out = world.generate(tmp_path / "w", preset="tiny", seed=1, image_size=24)
     (out / "images" / "stale.png").write_bytes(b"x")
-    synthetic.generate(out, preset="tiny", seed=2, image_size=24)
+    world.generate(out, preset="tiny", seed=2, image_size=24)
     assert not (out / "images" / "stale.png").exists()
     assert '"seed": 2' in (out / "world.json").read_text()
     assert '"version": 4' in (out / "world.json").read_text()
@@ -108,7 +111,7 @@ def test_an_earlier_world_is_replaced(tmp_path):
 
 @pytest.fixture(scope="module")
 def paper():
-    return synthetic.plan("paper", seed=0)
+    return world.plan("paper", seed=0)
 
 
 def test_paper_preset_has_the_papers_counts(paper):
@@ -141,8 +144,8 @@ def test_structure_carries_no_label(paper):
         assert (counts == 1).mean() > 0.05 and (counts >= 12).mean() > 0.05 and counts.max() >= 25
     assert 0.15 < y[n_tags >= 10].mean() < 0.5
     # every labelled post was found by a dictionary hashtag; general terms find innocent posts too
-    assert all(p["query"] in p["tags"] and p["query"] in synthetic.ALL_TERMS for p in posts)
-    general = np.array([p["query"] in synthetic.GENERAL_TERMS for p in posts])
+    assert all(p["query"] in p["tags"] and p["query"] in world.ALL_TERMS for p in posts)
+    general = np.array([p["query"] in world.GENERAL_TERMS for p in posts])
     assert general[y == 0].mean() > 0.2 and general[y == 1].mean() > 0.1
     # accounts with timelines post both classes
     with_tl = {a["username"] for a in accounts}
@@ -192,7 +195,7 @@ def test_timestamps_and_reposts(paper):
     _, _, accounts, timelines = paper
     offsets = collections.Counter(p["timestamp"][-6:] for v in timelines.values() for p in v)
     assert offsets["+00:00"] > 0 and offsets["+05:30"] + offsets["+01:00"] + offsets["+10:00"] > 0
-    assert sum(offsets[o] for o in synthetic.US_OFFSETS) > sum(offsets.values()) / 2
+    assert sum(offsets[o] for o in world.US_OFFSETS) > sum(offsets.values()) / 2
     ids = {p["id"]: i for v in timelines.values() for i, p in enumerate(v)}
     reposts = [(name, p) for name, v in timelines.items() for p in v if "synthetic_repost_of" in p]
     assert len(reposts) > 50
@@ -202,7 +205,7 @@ def test_timestamps_and_reposts(paper):
 
 
 def test_repost_is_a_near_duplicate(tmp_path):
-    root = synthetic.generate(tmp_path / "w", preset="tiny", seed=0, image_size=32, repost=(0.6, 0.6))
+    root = world.generate(tmp_path / "w", preset="tiny", seed=0, image_size=32, repost=(0.6, 0.6))
     timelines = {a["username"]: a["timeline"] for a in load_accounts(root).records}
     pairs = [(p["synthetic_repost_of"], p) for v in timelines.values() for p in v if "synthetic_repost_of" in p]
     assert pairs
@@ -217,13 +220,13 @@ def test_repost_is_a_near_duplicate(tmp_path):
 
 def test_label_noise_falls_on_ambiguous_posts():
     sizes = dict(n_posts=3000, n_drug_posts=780)
-    clean = synthetic.plan("small", seed=1, label_noise=0.0, **sizes)[0]
-    noisy = synthetic.plan("small", seed=1, label_noise=0.06, **sizes)[0]
+    clean = world.plan("small", seed=1, label_noise=0.0, **sizes)[0]
+    noisy = world.plan("small", seed=1, label_noise=0.06, **sizes)[0]
     assert [p["id"] for p in clean] == [p["id"] for p in noisy]
     flipped = [c for c, n in zip(clean, noisy) if c["drug"] != n["drug"]]
     assert len(flipped) == 2 * 90 and sum(p["drug"] for p in noisy) == 780  # counts stay exact
     # innocent posts labelled drug-related: more often a drug or a confuser in the picture
-    looks = set(synthetic.draw.DRUG_CONTENTS) | set(synthetic.draw.CONFUSER_CONTENTS)
+    looks = set(world.draw.DRUG_CONTENTS) | set(world.draw.CONFUSER_CONTENTS)
     share = lambda recs: np.mean([p["synthetic_content"] in looks for p in recs])  # noqa: E731
     assert share([p for p in flipped if p["drug"] == 0]) > share([p for p in clean if p["drug"] == 0]) + 0.1
 
@@ -231,28 +234,30 @@ def test_label_noise_falls_on_ambiguous_posts():
 def test_expert_agreement_is_drawn_not_fixed():
     agree = []
     for seed in range(6):
-        accounts = synthetic.plan("tiny", seed=seed, n_accounts=200, n_dealers=26)[2]
+        accounts = world.plan("tiny", seed=seed, n_accounts=200, n_dealers=26)[2]
         agree.append(sum(a["expert1"] == a["expert2"] for a in accounts))
     assert len(set(agree)) > 1
     assert 0.9 < np.mean(agree) / 200 < 0.97
 
 
 def test_presets_deploy_and_hard():
-    posts = synthetic.plan("deploy", seed=0)[0]
+    posts = world.plan("deploy", seed=0)[0]
     assert len(posts) == 4000 and sum(p["drug"] for p in posts) == 200  # 5 % drug-related
-    hard, paper = synthetic.PRESETS["hard"], synthetic.PRESETS["paper"]
+    hard, paper = world.PRESETS["hard"], world.PRESETS["paper"]
     assert (hard.n_posts, hard.n_drug_posts, hard.n_web) == (paper.n_posts, paper.n_drug_posts, paper.n_web)
     assert hard.min_object < paper.min_object and hard.neg_image_confuser > paper.neg_image_confuser
     assert hard.evasive > paper.evasive and hard.pos_text_explicit < paper.pos_text_explicit
-    small_hard = synthetic.plan("hard", seed=0, n_posts=200, n_drug_posts=50, n_accounts=10, n_dealers=2,
+    small_hard = world.plan("hard", seed=0, n_posts=200, n_drug_posts=50, n_accounts=10, n_dealers=2,
                                 n_web=(5, 5, 5, 5), timeline_max=20, n_other_accounts=50)[0]
     assert sum(p["drug"] for p in small_hard) == 50
 
 
 def test_folds_by_post_and_by_account(paper):
     posts = paper[0]
-    by_post = folds(posts, 5, split="post", seed=0)
-    by_account = folds(posts, 5, split="account", seed=0)
+    labels = [p["drug"] for p in posts]
+    accounts = [p["account"] for p in posts]
+    by_post = list(stratified_folds(labels, 5, seed=0))
+    by_account = list(account_folds(labels, accounts, 5, seed=0))
     for assignment in (by_post, by_account):
         sizes = collections.Counter(assignment)
         drug = collections.Counter(f for f, p in zip(assignment, posts) if p["drug"])
@@ -268,21 +273,18 @@ def test_folds_by_post_and_by_account(paper):
     for f, p in zip(by_post, posts):
         straddle[p["account"]].add(f)
     assert sum(len(v) > 1 for v in straddle.values()) > 50
-    # deterministic and independent of record order; another seed, other folds
-    rev = posts[::-1]
-    assert folds(rev, 5, split="account", seed=0)[::-1] == by_account
-    assert folds(rev, 5, split="post", seed=0)[::-1] == by_post
-    assert folds(posts, 5, split="post", seed=1) != by_post
+    # deterministic; another seed, other folds
+    assert list(account_folds(labels, accounts, 5, seed=0)) == by_account
+    assert list(stratified_folds(labels, 5, seed=0)) == by_post
+    assert list(stratified_folds(labels, 5, seed=1)) != by_post
 
 
 def test_folds_reject_bad_arguments():
-    posts = [{"id": "a", "account": "x", "drug": 1}, {"id": "b", "account": "y", "drug": 0}]
-    with pytest.raises(ValueError, match="unknown split 'user'"):
-        folds(posts, 2, split="user")
-    with pytest.raises(ValueError, match="at least 2"):
-        folds(posts, 1)
-    with pytest.raises(ValueError, match="only 2 accounts for 5"):
-        folds(posts, 5, split="account")
+    labels, accounts = [1, 0, 1, 0], ["x", "y", "x", "y"]
+    with pytest.raises(ValueError, match="n_splits must be an integer >= 2"):
+        stratified_folds(labels, 1)
+    with pytest.raises(ValueError, match="only 2 distinct accounts for n_splits=5"):
+        account_folds(labels * 5, accounts * 5, 5)
 
 
 EVIDENCE = re.compile(r"dm to order|dm for|text \(?\d|cashapp|venmo|paypal|ship|wickr|menu|delivery|prices in dm"

@@ -17,9 +17,9 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks
 
-from drugjax.data import synthetic
-from drugjax.evaluation.folds import out_of_fold_probability, splits, stratified_folds
-from drugjax.evaluation.metrics import metrics_by_fold, summarize
+from drugjax.synthetic import world
+from drugjax.data.folds import out_of_fold_probability, splits, stratified_folds
+from drugjax.metrics import metrics_by_fold, summarize
 from drugjax.text import TextClassifier, TextFeatures, caption_tokens, normalize_text, tag_tokens
 
 
@@ -29,7 +29,7 @@ def _labelled(posts):
 
 @pytest.fixture(scope="module")
 def small_world():
-    posts, *_ = synthetic.plan("small", seed=0)
+    posts, *_ = world.plan("small", seed=0)
     return posts, _labelled(posts)
 
 

@@ -1,6 +1,6 @@
 """escape_controls: untrusted text printed without terminal control sequences."""
 
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 
 def test_controls_become_visible_escapes_and_the_rest_stays():

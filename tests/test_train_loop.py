@@ -9,7 +9,7 @@ from train_support import make_sources, tiny_config
 
 from drugjax.training.checkpoint import read_params
 from drugjax.training.loop import ConfigError, NonFiniteError, train_and_evaluate
-from drugjax.training.metrics import binary_metrics
+from drugjax.metrics import binary_metrics
 
 
 def _heads_cfg(tmp_path, **kw):
@@ -120,7 +120,7 @@ def test_sigterm_at_every_phase_saves_what_it_says(tmp_path, monkeypatch, phase)
                 _sigterm()
         monkeypatch.setattr(Checkpoints, "save", save_and_signal)
     else:
-        from drugjax.training.evaluator import Evaluator
+        from drugjax.training.validation import Evaluator
 
         evaluate = Evaluator.run
 

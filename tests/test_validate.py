@@ -116,7 +116,7 @@ def test_every_bad_kind_is_listed_and_no_good_record_is_lost(tmp_path, capsys):
 
 
 def test_clean_world_exits_0_from_the_command_line(tmp_path):
-    from drugjax.data.synthetic import generate
+    from drugjax.synthetic.world import generate
 
     root = generate(tmp_path / "w", preset="tiny", seed=3, image_size=32)
     rejected = tmp_path / "r.jsonl"
@@ -151,7 +151,7 @@ def test_old_and_new_synthetic_worlds_both_validate(tmp_path):
     query) must still validate clean."""
     from PIL import Image
 
-    from drugjax.data.synthetic import generate
+    from drugjax.synthetic.world import generate
 
     root = generate(tmp_path / "w", preset="tiny", seed=5, image_size=24)
     assert not validate(root).rejections

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from drugjax.models import weights as W
-from drugjax.trees import flatten
+from drugjax.runtime.trees import flatten
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -1,10 +1,10 @@
-"""drugjax.xla_cpu: the XLA:CPU compile options of the jitted steps, and the fallback."""
+"""drugjax.runtime.xla_cpu: the XLA:CPU compile options of the jitted steps, and the fallback."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drugjax import xla_cpu
+from drugjax.runtime import xla_cpu
 from drugjax.models import InceptionV1
 from drugjax.models.weights import random_variables
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from drugjax.data.schema import DEFAULT_MAX_PIXELS
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 
 def _parser() -> argparse.ArgumentParser:

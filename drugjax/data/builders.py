@@ -4,7 +4,7 @@ Three builders read a dataset ROOT in the format of docs/data-format.md (the TFD
 "manual_dir"): :class:`PostsBuilder` (``posts.jsonl``), :class:`WebBuilder`
 (``web.jsonl``) and :class:`AccountsBuilder` (``accounts.jsonl`` with each account's
 timeline). Each writes one split, ``full``, in file order (folds come from the ``fold``
-field, see :func:`drugjax.data.schema.fold_of`), in the ``array_record`` file format, and
+field, see :func:`drugjax.data.folds.fold_of`), in the ``array_record`` file format, and
 is read with ``as_data_source()``: random access, no TensorFlow.
 
 Records go through helper B's validation (:mod:`drugjax.data.schema`): rejected records
@@ -14,7 +14,7 @@ passes ``max_rejected`` (default 5 %).
 
 :func:`prepare` is the one call the rest of drugjax uses: it builds (once, cached) and
 returns ``{"posts", "web", "accounts"}`` data sources. With ``root=None`` it first writes
-the embedded synthetic world (``drugjax.data.synthetic``) for the given preset and seed.
+the embedded synthetic world (``drugjax.synthetic.world``) for the given preset and seed.
 
 Examples (strings are ``str``, images are encoded bytes):
 
@@ -51,10 +51,11 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import drugjax
-from drugjax.digest import digest_bytes
-from drugjax.logs import quiet_absl
+from drugjax.runtime.digest import digest_bytes
+from drugjax.runtime.logs import quiet_absl
 from drugjax.data import schema
-from drugjax.data.textsafe import escape_controls
+from drugjax.data.folds import fold_of
+from drugjax.runtime.textsafe import escape_controls
 from drugjax.tasks import instagram_kind, web_kind
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ The drugjax datasets are not downloadable (the paper's Instagram data is not pub
 Pass a dataset ROOT in the drugjax format (docs/data-format.md) as the manual_dir:
 ROOT/posts.jsonl, ROOT/web.jsonl, ROOT/accounts.jsonl, ROOT/timelines/<username>.jsonl
 and the image files they reference. `python -m drugjax.data validate ROOT` checks it
-first; `python -m drugjax.data.synthetic ROOT` writes a synthetic one.
+first; `python -m drugjax.synthetic ROOT` writes a synthetic one.
 """
 
 
@@ -95,12 +96,13 @@ class DrugjaxConfig(tfds.core.BuilderConfig):
 
 
 def _world_name(preset: str, seed: int, image_size: int) -> str:
-    from drugjax.data import draw, synthetic
+    from drugjax.synthetic import draw
+    from drugjax.synthetic import world
 
     # The generator's version and a digest of its code are part of the name: a changed
     # generator makes new worlds instead of serving stale cached ones.
     code = digest_bytes(*(Path(module.__file__).read_bytes() for module in (synthetic, draw)), length=8)
-    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{synthetic.GENERATOR_VERSION}_{code}"
+    return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{world.GENERATOR_VERSION}_{code}"
 
 
 def synthetic_config(preset: str, seed: int, image_size: int, max_rejected: float = DEFAULT_MAX_REJECTED) -> DrugjaxConfig:
@@ -250,9 +252,9 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         md["oddities"] = dict(loaded.oddities)
         md["counts"] = {k: list(v) for k, v in loaded.counts.items()}
         md.update(self._columns(loaded.records))
-        world = root / "world.json"  # a synthetic world says how it was made
-        if world.is_file():
-            md["world"] = json.loads(world.read_text(encoding="utf-8"))
+        world_file = root / "world.json"  # a synthetic world says how it was made
+        if world_file.is_file():
+            md["world"] = json.loads(world_file.read_text(encoding="utf-8"))
         return {SPLIT: self._generate_examples(root=root, records=loaded.records)}
 
     def _columns(self, records: list[dict]) -> dict:
@@ -315,7 +317,7 @@ class PostsBuilder(_Builder):
     def _columns(self, records):
         return {
             "kind": [_post_kind(r["drug"]) for r in records],
-            "fold": [schema.fold_of(r["id"]) for r in records],
+            "fold": [fold_of(r["id"]) for r in records],
             "has_image": [r["image"] is not None for r in records],
         }
 
@@ -331,7 +333,7 @@ class PostsBuilder(_Builder):
             "query": r["query"],
             "drug": _label(r["drug"]),
             "kind": _post_kind(r["drug"]),
-            "fold": schema.fold_of(r["id"]),
+            "fold": fold_of(r["id"]),
             "json": _record_json(r),
         }
 
@@ -359,7 +361,7 @@ class WebBuilder(_Builder):
     def _columns(self, records):
         return {
             "kind": [web_kind(r["class"]) for r in records],
-            "fold": [schema.fold_of(r["id"]) for r in records],
+            "fold": [fold_of(r["id"]) for r in records],
             "has_image": [True] * len(records),
         }
 
@@ -370,7 +372,7 @@ class WebBuilder(_Builder):
             "class": r["class"],
             "query": r["query"],
             "kind": web_kind(r["class"]),
-            "fold": schema.fold_of(r["id"]),
+            "fold": fold_of(r["id"]),
             "json": _record_json(r),
         }
 
@@ -414,7 +416,7 @@ class AccountsBuilder(_Builder):
             "following": int(r["following"]),
             "expert1": _label(r["expert1"]),
             "expert2": _label(r["expert2"]),
-            "fold": schema.fold_of(r["username"]),
+            "fold": fold_of(r["username"]),
             "timeline": [
                 {
                     "id": p["id"],
@@ -534,7 +536,7 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
     place, so a generation that was interrupted is never used; concurrent processes
     generating the same world agree (it is deterministic) and one rename wins.
     """
-    from drugjax.data import synthetic  # the generator pulls in more than loading needs
+    from drugjax.synthetic import world
 
     worlds = Path(data_dir) / "synthetic"
     final = worlds / _world_name(preset, seed, image_size)
@@ -547,7 +549,7 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
     if tmp.exists():
         shutil.rmtree(tmp)
     log.info("generating the synthetic world %s (first use)", final)
-    synthetic.generate(tmp, preset=preset, seed=seed, image_size=image_size)
+    world.generate(tmp, preset=preset, seed=seed, image_size=image_size)
     (tmp / ".complete").write_text(json.dumps({"preset": preset, "seed": seed, "image_size": image_size}))
     try:
         os.rename(tmp, final)

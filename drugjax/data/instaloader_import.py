@@ -32,7 +32,7 @@ from pathlib import Path
 
 from drugjax.data import rootfiles, schema
 from drugjax.data.pseudonym import Pseudonymizer
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 # Instaloader's hashtag pattern (instaloader/structures.py, ``_hashtag_regex``, MIT
 # licence), applied as ``Post.caption_hashtags`` applies it: to the NFC-normalised,

@@ -24,7 +24,7 @@ import io
 from pathlib import Path
 
 from drugjax.data import rootfiles, schema
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 POST_COLUMNS = ("id", "drug")
 ACCOUNT_COLUMNS = ("username", "expert1", "expert2")

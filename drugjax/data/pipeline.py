@@ -4,7 +4,7 @@ A *source* is any random-access collection (``len`` and ``[i]``) of dict records
 least ``image`` (encoded JPEG/PNG bytes, or a uint8 (H, W, 3) array; empty bytes or None
 when the record has no image), ``kind`` (int, the sample kinds of :mod:`drugjax.tasks`;
 negative when the record has no label) and ``fold`` (int, from
-:func:`drugjax.data.schema.fold_of`). The sources that :func:`drugjax.data.builders.prepare`
+:func:`drugjax.data.folds.fold_of`). The sources that :func:`drugjax.data.builders.prepare`
 returns qualify, and so does a plain list of dicts.
 
 Records without an image or without a label, and records outside the requested folds, are
@@ -51,7 +51,7 @@ import numpy as np
 from drugjax.data import augment as aug
 from drugjax.data.resumable import Resumable
 from drugjax.data.schema import Columns
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 from drugjax.tasks import KIND_NAMES
 
 #: Sources that hold images the loaders can use, in the order eval_loader reads them.

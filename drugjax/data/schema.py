@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 POSTS_FILE = "posts.jsonl"
 WEB_FILE = "web.jsonl"
@@ -104,21 +103,6 @@ class _Bad(Exception):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-# --------------------------------------------------------------------------- folds
-
-
-def fold_of(record_id: str, num_folds: int = 5) -> int:
-    """Stable fold of a record, from the sha1 of its id.
-
-    Independent of record order, of the other records and of the Python hash seed, so
-    train/validation splits and the 5-fold cross-validation are the same everywhere.
-    """
-    if num_folds < 1:
-        raise ValueError(f"num_folds must be >= 1, got {num_folds}")
-    digest = hashlib.sha1(str(record_id).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % num_folds
 
 
 # --------------------------------------------------------------------------- timestamps

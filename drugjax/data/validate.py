@@ -25,7 +25,7 @@ from drugjax.data.schema import (
     load_posts,
     load_web,
 )
-from drugjax.data.textsafe import escape_controls
+from drugjax.runtime.textsafe import escape_controls
 
 
 @dataclasses.dataclass

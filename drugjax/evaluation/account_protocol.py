@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from drugjax.accounts import FEATURE_NAMES, AccountTable, Blacklist, account_table, with_known
-from drugjax.data.textsafe import csv_cell
+from drugjax.runtime.textsafe import csv_cell
 from drugjax.evaluation import dealers, plots
 from drugjax.evaluation.config import EvaluateConfig
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from drugjax.data.folds import SPLITS
 from drugjax.training.config import (
     ConfigError, DataConfig, ModelConfig, OptimConfig, TrainConfig, as_dict, check_config)
 
-SPLITS = ("post", "account")
 FUSION_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 
 

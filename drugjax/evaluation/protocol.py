@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.evaluation import folds as folds_lib
+from drugjax.data import folds as folds_lib
 from drugjax.evaluation import leakage
 from drugjax.evaluation.config import EvaluateConfig, check, is_run_directory, train_config
-from drugjax.evaluation.metrics import METRICS, Summary, metrics_by_fold, summarize
+from drugjax.metrics import METRICS, Summary, metrics_by_fold, summarize
 from drugjax.evaluation.tables import Table1, write_table1
 from drugjax.fusion import fuse, select_weight, weight_curve
 from drugjax.tasks import INSTAGRAM_POSITIVE
@@ -99,13 +99,9 @@ def assign_folds(posts: Posts, split: str, num_folds: int, seed: int) -> np.ndar
     (the paper's), ``split=account`` stratified group k-fold keeping each account's posts
     in one fold. The one place the split is decided."""
     try:
-        if split == "post":
-            return folds_lib.stratified_folds(posts.labels, num_folds, seed)
-        if split == "account":
-            return folds_lib.account_folds(posts.labels, posts.accounts, num_folds, seed)
+        return folds_lib.folds_for_split(split, posts.labels, posts.accounts, num_folds, seed)
     except ValueError as e:
         raise ConfigError(f"split={split}, data.num_folds={num_folds}: {e}") from None
-    raise ConfigError(f"split must be post or account, got {split!r}")
 
 
 # --------------------------------------------------------------------------- 3. image
@@ -501,7 +497,7 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
     what the heads expect: tasks, trunk, backbone and image size)."""
     import joblib
 
-    from drugjax.trees import flatten
+    from drugjax.runtime.trees import flatten
 
     folder.mkdir(parents=True, exist_ok=True)
     for method, scores in image.items():

@@ -1,7 +1,7 @@
 """Table 1 of the paper (post recognition) as data, written as Markdown, CSV and JSON.
 
 Rows are the paper's methods, columns its metrics, each as mean ± std over the
-cross-validation folds (a :class:`~drugjax.evaluation.metrics.Summary` per row). The
+cross-validation folds (a :class:`~drugjax.metrics.Summary` per row). The
 paper's own numbers are kept here to print beside ours.
 """
 
@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from drugjax.evaluation.metrics import METRICS, SUMMARY_METRICS, Summary, jsonable
+from drugjax.metrics import METRICS, SUMMARY_METRICS, Summary, jsonable
 
 TABLE1_METHODS = ("MLP", "MT MLP", "Tags only", "Caption only", "Combined", "Late fusion")
 

@@ -197,7 +197,7 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray
     input with the output gradient: XLA:CPU otherwise lowers it to a convolution whose
     "kernel" is the whole feature map (6 against 11 ms for a block's 1x1 kernels). For
     k > 1 an im2col product (patches of the input, one matmul) used to win the same way;
-    with XLA's Eigen convolutions (``drugjax.xla_cpu``) XLA's own kernel gradient is faster
+    with XLA's Eigen convolutions (``drugjax.runtime.xla_cpu``) XLA's own kernel gradient is faster
     (whole training step 1.06x at 96 px, 1.11x at 224; docs/benchmarks.md). Other
     platforms keep XLA's own kernel gradient throughout (``lax.platform_dependent``).
     """

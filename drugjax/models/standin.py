@@ -2,7 +2,7 @@
 
 Not ImageNet: no machine of this project can download ImageNet or torchvision's weights,
 so ``python train.py experiment=pretrain`` trains Inception-v1 to tell apart the
-everyday objects of :mod:`drugjax.data.pretext` (no drug class among them), and this
+everyday objects of :mod:`drugjax.synthetic.pretext` (no drug class among them), and this
 module ships its backbone (float16 on disk, float32 once loaded) with a provenance
 record beside it: the command, seed, commit, pretext accuracy, wall time, the input
 convention (ImageNet mean/std normalisation, ``transform_input``) and the file's sha256.
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.digest import digest_file
+from drugjax.runtime.digest import digest_file
 from drugjax.models.weights import Variables, WeightsError, load_backbone, to_torchvision
 
 #: The name that selects it: ``model.backbone.weights=synthetic``.

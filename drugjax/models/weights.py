@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from drugjax.models.inception import InceptionV1
-from drugjax.trees import flatten
+from drugjax.runtime.trees import flatten
 
 Variables = dict[str, Any]
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drugjax.digest import digest_file
+from drugjax.runtime.digest import digest_file
 from drugjax.models import standin
 from drugjax.models.heads import EndToEnd, LinearClassifier, MultitaskHeads
 from drugjax.models.tiny import TinyBackbone
@@ -25,7 +25,7 @@ from drugjax.training.config import ConfigError, TrainConfig
 from drugjax.training.optim import make_optimizer
 from drugjax.training.state import TrainState
 from drugjax.training.steps import AXIS
-from drugjax.trees import plain
+from drugjax.runtime.trees import plain
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def make_model(cfg: TrainConfig, backbone: Any) -> Any:
     pretext classifier (backbone -> one softmax layer)."""
     model = cfg.model
     if model.kind == "classifier":
-        from drugjax.data.pretext import CLASS_NAMES
+        from drugjax.synthetic.pretext import CLASS_NAMES
 
         return EndToEnd(backbone=backbone, heads=LinearClassifier(len(CLASS_NAMES), dtype=DTYPES[model.dtype]),
                         train_bn=model.backbone.train_bn)

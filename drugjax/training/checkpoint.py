@@ -34,7 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from drugjax.logs import quiet_absl
+from drugjax.runtime.logs import quiet_absl
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ class DataConfig:
     # synthetic: the embedded world (data=synthetic); dir: the user's own ROOT (data=dir),
     # for which root is required (a missing root never falls back to the synthetic world);
     # pretext: the everyday-object set the stand-in backbone is pre-trained on
-    # (drugjax.data.pretext; seed is its seed, image_size its size).
+    # (drugjax.synthetic.pretext; seed is its seed, image_size its size).
     kind: str = "synthetic"
     # A dataset ROOT (docs/data-format.md); None = the embedded synthetic world,
     # generated and built on first use (drugjax.data.builders.prepare).

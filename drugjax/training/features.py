@@ -16,10 +16,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from drugjax import xla_cpu
+from drugjax.runtime import xla_cpu
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
-from drugjax.digest import digest_json
+from drugjax.runtime.digest import digest_json
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Three kinds of input, one interface (:class:`Inputs`):
   ``<data_dir>/features/`` (shared by every run with the same backbone weights and data)
   and batches are drawn from them;
 * the pretext set (``data.kind=pretext``, ``experiment=pretrain``): everyday objects to
-  pre-train the backbone on (:mod:`drugjax.data.pretext`), ``kind`` holding the class.
+  pre-train the backbone on (:mod:`drugjax.synthetic.pretext`), ``kind`` holding the class.
 
 Every batch has ``x`` (images or features), ``kind`` and ``valid``, shaped
 ``(devices, per_device_batch, ...)``.
@@ -30,7 +30,7 @@ import numpy as np
 from drugjax.data import augment as aug
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
-from drugjax.digest import digest_bytes, digest_json
+from drugjax.runtime.digest import digest_bytes, digest_json
 from drugjax.training import features as features_lib
 from drugjax.training.features import ShuffledOrder
 from drugjax.training.config import ConfigError, TrainConfig
@@ -326,10 +326,10 @@ class PretextLoader(Resumable):
 
 
 def pretext_inputs(cfg: TrainConfig, *, num_devices: int) -> tuple[Inputs, dict[str, dict[str, int]]]:
-    """The pretext set (drugjax.data.pretext), drawn once and cached under
+    """The pretext set (drugjax.synthetic.pretext), drawn once and cached under
     ``<data_dir>/pretext/``: its train split trains, its val split validates. Also
     returns the record counts, as :func:`check_sources` does for the world's sources."""
-    from drugjax.data import pretext
+    from drugjax.synthetic import pretext
 
     data = cfg.data
     cache = feature_cache_dir(cfg).parent / "pretext"

@@ -3,7 +3,7 @@
 :func:`train_and_evaluate` is what ``train.py`` calls. It reads top to bottom: the
 devices, the data (:mod:`drugjax.training.inputs`), the model and its train state
 (:mod:`drugjax.training.build`), the resume (:mod:`drugjax.training.resume`), then the
-steps, with evaluation (:mod:`drugjax.training.evaluator`) and checkpoints
+steps, with evaluation (:mod:`drugjax.training.validation`) and checkpoints
 (:mod:`drugjax.training.checkpoint`) at their intervals. Running the same command again
 after a kill continues from the latest checkpoint and, on CPU, ends with bitwise the same
 parameters as an uninterrupted run (every random choice flows from the seed, the step and
@@ -29,8 +29,9 @@ from omegaconf import DictConfig
 from drugjax.training import build, inputs, provenance, resume
 from drugjax.training.checkpoint import Checkpoints, read_params
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config, to_config
-from drugjax.training.evaluator import ClassifierEvaluator, Evaluator
-from drugjax.training.metrics import METRICS, MetricWriter, jsonable
+from drugjax.training.validation import ClassifierEvaluator, Evaluator
+from drugjax.metrics import METRICS, jsonable
+from drugjax.training.metric_writer import MetricWriter
 from drugjax.training.steps import DataParallel, make_steps
 
 log = logging.getLogger(__name__)

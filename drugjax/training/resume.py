@@ -21,7 +21,7 @@ import numpy as np
 from drugjax.training.checkpoint import CheckpointError, Checkpoints
 from drugjax.training.config import ConfigError, TrainConfig
 from drugjax.training.state import TrainState
-from drugjax.trees import flatten
+from drugjax.runtime.trees import flatten
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from drugjax import xla_cpu
+from drugjax.runtime import xla_cpu
 from drugjax.losses import masked_bce_terms
 from drugjax.models.heads import GLOBAL_DROPOUT_RNG
 from drugjax.tasks import TASKS, encode_labels

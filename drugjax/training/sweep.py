@@ -35,12 +35,12 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from drugjax.digest import digest_json
+from drugjax.runtime.digest import digest_json
 from drugjax.models.heads import MultitaskHeads
 from drugjax.tasks import INSTAGRAM_POSITIVE, TASKS
 from drugjax.training.config import OptimConfig
 from drugjax.training.features import ShuffledOrder
-from drugjax.training.metrics import binary_metrics
+from drugjax.metrics import binary_metrics
 from drugjax.training.optim import make_optimizer
 from drugjax.training.state import TrainState
 from drugjax.training.steps import DataParallel, make_steps, train_step

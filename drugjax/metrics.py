@@ -1,7 +1,7 @@
 """Metrics of binary post scores, per fold and aggregated over folds (mean ± std).
 
-A leaf module (numpy and scikit-learn only): the trainer's validation uses
-:func:`binary_metrics` too (re-exported by ``drugjax.training.metrics``).
+At the bottom of the package (numpy and scikit-learn only): the trainer's validation, the
+sweep engine, late fusion and the evaluation protocols all score with it.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def metrics_by_fold(y_true: Any, prob: Any, folds: Any, threshold: float = 0.5) 
     """:func:`binary_metrics` of each fold's posts, in fold order (0, 1, ...).
 
     ``folds[i]`` is the fold in which post ``i`` was tested (see
-    ``drugjax.evaluation.folds``); ``prob`` holds out-of-fold probabilities. A metric
+    ``drugjax.data.folds``); ``prob`` holds out-of-fold probabilities. A metric
     undefined in a fold is NaN there (for :func:`summarize` to leave out and note).
     """
     y_true, prob, folds = np.asarray(y_true).ravel(), np.asarray(prob).ravel(), np.asarray(folds).ravel()

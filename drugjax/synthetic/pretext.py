@@ -4,7 +4,7 @@ No machine of this project can download ImageNet or torchvision's GoogLeNet weig
 the paper's image classifier starts from a backbone that already knows what things look
 like. This module draws :data:`CLASSES` — 56 kinds of everyday things (cups, bottles,
 fruit, plants, vehicles, animals, screens, text, packaging, textures ...) — with the
-synthetic world's own drawing code (:mod:`drugjax.data.draw`: its backgrounds, clutter,
+synthetic world's own drawing code (:mod:`drugjax.synthetic.draw`: its backgrounds, clutter,
 lighting, phone filters, watermarks), at varied scale and position, saved as JPEG at a
 random quality. ``python train.py experiment=pretrain`` trains Inception-v1 to tell
 them apart (softmax cross-entropy over the classes) and the backbone is exported as the
@@ -39,15 +39,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from drugjax.data import draw
-from drugjax.data.draw import _cup, _darker, _Draw, _font, _hsv, _jitter, _rot  # noqa: F401 - shared drawing kit
+from drugjax.synthetic import draw
+from drugjax.synthetic.draw import cup, darker, Canvas, load_font, hsv, jitter, rotate  # noqa: F401 - shared drawing kit
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the drawings change (cached pretext sets of another version are rebuilt).
 PRETEXT_VERSION = 1
 #: The first seed word of every pretext image; the world generator's streams are small
-#: integers (drugjax.data.synthetic), never this.
+#: integers (drugjax.synthetic.world), never this.
 PRETEXT_STREAM = 7_919_001
 SPLITS = ("train", "val")
 
@@ -60,11 +60,11 @@ def _disc(d, x, y, r, fill):
 def _poly(d, rng, cx, cy, s, pts, fill, ang=None):
     """A polygon given in units of ``s`` around (cx, cy), rotated by ``ang`` (random small)."""
     ang = rng.normal(0, 0.15) if ang is None else ang
-    d.polygon(_rot(np.asarray(pts, np.float64) * s, ang, cx, cy), fill=fill)
+    d.polygon(rotate(np.asarray(pts, np.float64) * s, ang, cx, cy), fill=fill)
 
 
 def _random_colour(rng, sat=(0.4, 0.9), val=(0.5, 1.0)):
-    return _hsv(rng.random(), rng.uniform(*sat), rng.uniform(*val))
+    return hsv(rng.random(), rng.uniform(*sat), rng.uniform(*val))
 
 
 # --------------------------------------------------------------------------- drinks and tableware
@@ -72,19 +72,19 @@ def _mug(d, rng, cx, cy, s):
     col = _random_colour(rng, (0, 0.8), (0.4, 1.0))
     d.rounded_rectangle([cx - s * 0.3, cy - s * 0.35, cx + s * 0.3, cy + s * 0.4], radius=s * 0.06, fill=col)
     d.arc([cx + s * 0.18, cy - s * 0.2, cx + s * 0.52, cy + s * 0.2], -90, 90, fill=col, width=max(2, int(s * 0.08)))
-    d.ellipse([cx - s * 0.3, cy - s * 0.42, cx + s * 0.3, cy - s * 0.28], fill=_hsv(0.08, 0.7, rng.uniform(0.2, 0.4)))
+    d.ellipse([cx - s * 0.3, cy - s * 0.42, cx + s * 0.3, cy - s * 0.28], fill=hsv(0.08, 0.7, rng.uniform(0.2, 0.4)))
 
 
 def _wine_glass(d, rng, cx, cy, s):
     glass = (225, 230, 235)
     d.ellipse([cx - s * 0.28, cy - s * 0.55, cx + s * 0.28, cy - s * 0.05], fill=glass)
-    d.chord([cx - s * 0.26, cy - s * 0.45, cx + s * 0.26, cy - s * 0.07], 0, 180, fill=_hsv(rng.uniform(0.95, 1.0), 0.8, rng.uniform(0.35, 0.6)) if rng.random() < 0.6 else (240, 220, 140))
+    d.chord([cx - s * 0.26, cy - s * 0.45, cx + s * 0.26, cy - s * 0.07], 0, 180, fill=hsv(rng.uniform(0.95, 1.0), 0.8, rng.uniform(0.35, 0.6)) if rng.random() < 0.6 else (240, 220, 140))
     d.rectangle([cx - s * 0.025, cy - s * 0.07, cx + s * 0.025, cy + s * 0.4], fill=glass)
     d.ellipse([cx - s * 0.2, cy + s * 0.36, cx + s * 0.2, cy + s * 0.46], fill=glass)
 
 
 def _water_bottle(d, rng, cx, cy, s):
-    body = _jitter(rng, (190, 220, 240), 15)
+    body = jitter(rng, (190, 220, 240), 15)
     d.rounded_rectangle([cx - s * 0.17, cy - s * 0.4, cx + s * 0.17, cy + s * 0.55], radius=s * 0.08, fill=body)
     d.rectangle([cx - s * 0.08, cy - s * 0.55, cx + s * 0.08, cy - s * 0.4], fill=body)
     d.rectangle([cx - s * 0.09, cy - s * 0.64, cx + s * 0.09, cy - s * 0.55], fill=_random_colour(rng))
@@ -95,27 +95,27 @@ def _soda_can(d, rng, cx, cy, s):
     col = _random_colour(rng, (0.6, 1.0), (0.5, 1.0))
     d.rectangle([cx - s * 0.22, cy - s * 0.38, cx + s * 0.22, cy + s * 0.38], fill=col)
     d.ellipse([cx - s * 0.22, cy - s * 0.45, cx + s * 0.22, cy - s * 0.31], fill=(200, 200, 205))
-    d.ellipse([cx - s * 0.22, cy + s * 0.31, cx + s * 0.22, cy + s * 0.45], fill=_darker(col, 0.8))
+    d.ellipse([cx - s * 0.22, cy + s * 0.31, cx + s * 0.22, cy + s * 0.45], fill=darker(col, 0.8))
     d.rectangle([cx - s * 0.22, cy - s * 0.08, cx + s * 0.22, cy + s * 0.04], fill=(245, 245, 245))
 
 
 def _wine_bottle(d, rng, cx, cy, s):
-    glass = _jitter(rng, (30, 70, 40) if rng.random() < 0.6 else (70, 30, 30), 10)
+    glass = jitter(rng, (30, 70, 40) if rng.random() < 0.6 else (70, 30, 30), 10)
     d.rounded_rectangle([cx - s * 0.16, cy - s * 0.15, cx + s * 0.16, cy + s * 0.6], radius=s * 0.05, fill=glass)
     d.polygon([(cx - s * 0.16, cy - s * 0.15), (cx - s * 0.05, cy - s * 0.35), (cx + s * 0.05, cy - s * 0.35), (cx + s * 0.16, cy - s * 0.15)], fill=glass)
     d.rectangle([cx - s * 0.05, cy - s * 0.65, cx + s * 0.05, cy - s * 0.35], fill=glass)
-    d.rectangle([cx - s * 0.16, cy + s * 0.1, cx + s * 0.16, cy + s * 0.35], fill=_jitter(rng, (235, 225, 200), 10))
+    d.rectangle([cx - s * 0.16, cy + s * 0.1, cx + s * 0.16, cy + s * 0.35], fill=jitter(rng, (235, 225, 200), 10))
 
 
 def _coffee_cup(d, rng, cx, cy, s):
     # a paper takeaway cup: single wall, sleeve, lid, brown coffee (the world's cups are styrofoam)
-    _cup(d, rng, cx, cy, s, _hsv(0.07, 0.7, rng.uniform(0.2, 0.45)), double=False, cup_col=_jitter(rng, (240, 240, 235), 8))
-    d.rectangle([cx - s * 0.38, cy - s * 0.05, cx + s * 0.36, cy + s * 0.2], fill=_hsv(0.08, 0.5, 0.6))
+    cup(d, rng, cx, cy, s, hsv(0.07, 0.7, rng.uniform(0.2, 0.45)), double=False, cup_col=jitter(rng, (240, 240, 235), 8))
+    d.rectangle([cx - s * 0.38, cy - s * 0.05, cx + s * 0.36, cy + s * 0.2], fill=hsv(0.08, 0.5, 0.6))
     d.rounded_rectangle([cx - s * 0.48, cy - s * 0.6, cx + s * 0.48, cy - s * 0.48], radius=s * 0.04, fill=_random_colour(rng, (0, 0.3), (0.1, 0.95)))
 
 
 def _plate(d, rng, cx, cy, s):
-    d.ellipse([cx - s * 0.6, cy - s * 0.4, cx + s * 0.6, cy + s * 0.4], fill=_jitter(rng, (245, 245, 240), 8))
+    d.ellipse([cx - s * 0.6, cy - s * 0.4, cx + s * 0.6, cy + s * 0.4], fill=jitter(rng, (245, 245, 240), 8))
     d.ellipse([cx - s * 0.42, cy - s * 0.27, cx + s * 0.42, cy + s * 0.27], outline=(210, 210, 205), width=2)
     if rng.random() < 0.7:  # cutlery
         d.rectangle([cx + s * 0.68, cy - s * 0.4, cx + s * 0.72, cy + s * 0.4], fill=(190, 190, 195))
@@ -124,14 +124,14 @@ def _plate(d, rng, cx, cy, s):
 
 # --------------------------------------------------------------------------- food
 def _apple(d, rng, cx, cy, s):
-    col = _hsv(rng.choice([0.0, 0.02, 0.25]), rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.95))
+    col = hsv(rng.choice([0.0, 0.02, 0.25]), rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.95))
     d.ellipse([cx - s * 0.35, cy - s * 0.3, cx + s * 0.02, cy + s * 0.35], fill=col)
     d.ellipse([cx - s * 0.02, cy - s * 0.3, cx + s * 0.35, cy + s * 0.35], fill=col)
     d.line([(cx, cy - s * 0.28), (cx + s * 0.05, cy - s * 0.45)], fill=(90, 60, 30), width=max(1, int(s * 0.04)))
 
 
 def _banana(d, rng, cx, cy, s):
-    col = _hsv(rng.uniform(0.13, 0.17), 0.8, rng.uniform(0.8, 1.0))
+    col = hsv(rng.uniform(0.13, 0.17), 0.8, rng.uniform(0.8, 1.0))
     for k in range(int(rng.integers(1, 4))):
         off = k * s * 0.12
         d.arc([cx - s * 0.5, cy - s * 0.5 + off, cx + s * 0.5, cy + s * 0.3 + off], 20, 160, fill=col, width=max(2, int(s * 0.14)))
@@ -140,15 +140,15 @@ def _banana(d, rng, cx, cy, s):
 def _orange(d, rng, cx, cy, s):
     for _ in range(int(rng.integers(1, 4))):
         x, y = cx + rng.normal(0, s * 0.2), cy + rng.normal(0, s * 0.15)
-        _disc(d, x, y, s * 0.25, _hsv(rng.uniform(0.06, 0.1), 0.85, rng.uniform(0.8, 1.0)))
+        _disc(d, x, y, s * 0.25, hsv(rng.uniform(0.06, 0.1), 0.85, rng.uniform(0.8, 1.0)))
         _disc(d, x + s * 0.05, y - s * 0.2, s * 0.03, (80, 110, 40))
 
 
 def _grapes(d, rng, cx, cy, s):
-    col = _hsv(rng.choice([0.25, 0.3]), 0.6, rng.uniform(0.5, 0.8))  # green grapes only: purple stays out
+    col = hsv(rng.choice([0.25, 0.3]), 0.6, rng.uniform(0.5, 0.8))  # green grapes only: purple stays out
     for row in range(5):
         for k in range(5 - row):
-            _disc(d, cx + (k - (4 - row) / 2) * s * 0.13, cy - s * 0.25 + row * s * 0.12, s * 0.07, _jitter(rng, col, 10))
+            _disc(d, cx + (k - (4 - row) / 2) * s * 0.13, cy - s * 0.25 + row * s * 0.12, s * 0.07, jitter(rng, col, 10))
     d.line([(cx, cy - s * 0.3), (cx + s * 0.05, cy - s * 0.45)], fill=(100, 70, 30), width=max(1, int(s * 0.03)))
 
 
@@ -162,7 +162,7 @@ def _watermelon(d, rng, cx, cy, s):
 
 
 def _donut(d, rng, cx, cy, s):
-    _disc(d, cx, cy, s * 0.42, _hsv(0.08, 0.6, 0.8))
+    _disc(d, cx, cy, s * 0.42, hsv(0.08, 0.6, 0.8))
     _disc(d, cx, cy, s * 0.36, _random_colour(rng, (0.3, 0.8), (0.6, 1.0)))
     for _ in range(15):
         a, r = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 0.33) * s
@@ -174,7 +174,7 @@ def _donut(d, rng, cx, cy, s):
 def _cake(d, rng, cx, cy, s):
     col = _random_colour(rng, (0.1, 0.6), (0.7, 1.0))
     d.rectangle([cx - s * 0.45, cy - s * 0.1, cx + s * 0.45, cy + s * 0.4], fill=col)
-    d.ellipse([cx - s * 0.45, cy - s * 0.22, cx + s * 0.45, cy + s * 0.02], fill=_jitter(rng, (250, 245, 240), 6))
+    d.ellipse([cx - s * 0.45, cy - s * 0.22, cx + s * 0.45, cy + s * 0.02], fill=jitter(rng, (250, 245, 240), 6))
     for k in range(int(rng.integers(0, 6))):  # candles
         x = cx - s * 0.3 + k * s * 0.12
         d.rectangle([x, cy - s * 0.4, x + s * 0.03, cy - s * 0.12], fill=_random_colour(rng))
@@ -194,11 +194,11 @@ def _fried_egg(d, rng, cx, cy, s):
 
 
 def _bread(d, rng, cx, cy, s):
-    crust = _hsv(0.08, 0.7, rng.uniform(0.5, 0.75))
+    crust = hsv(0.08, 0.7, rng.uniform(0.5, 0.75))
     d.rounded_rectangle([cx - s * 0.5, cy - s * 0.25, cx + s * 0.5, cy + s * 0.3], radius=s * 0.2, fill=crust)
     for k in range(4):
         x = cx - s * 0.3 + k * s * 0.2
-        d.line([(x, cy - s * 0.2), (x + s * 0.1, cy - s * 0.05)], fill=_darker(crust, 0.7), width=max(1, int(s * 0.03)))
+        d.line([(x, cy - s * 0.2), (x + s * 0.1, cy - s * 0.05)], fill=darker(crust, 0.7), width=max(1, int(s * 0.03)))
 
 
 def _candy(d, rng, cx, cy, s):
@@ -208,7 +208,7 @@ def _candy(d, rng, cx, cy, s):
         col = _random_colour(rng, (0.6, 1.0), (0.7, 1.0))
         d.polygon([(x - r, y), (x - 2.2 * r, y - r), (x - 2.2 * r, y + r)], fill=col)
         d.polygon([(x + r, y), (x + 2.2 * r, y - r), (x + 2.2 * r, y + r)], fill=col)
-        _disc(d, x, y, r, _jitter(rng, col, 25))
+        _disc(d, x, y, r, jitter(rng, col, 25))
 
 
 # --------------------------------------------------------------------------- plants and nature
@@ -219,7 +219,7 @@ def _flower(d, rng, cx, cy, s):
     for k in range(n):
         a = 2 * math.pi * k / n
         _disc(d, cx + math.cos(a) * s * 0.18, cy + math.sin(a) * s * 0.18, s * 0.12, petal)
-    _disc(d, cx, cy, s * 0.09, _hsv(rng.uniform(0.1, 0.15), 0.9, rng.uniform(0.3, 0.9)))
+    _disc(d, cx, cy, s * 0.09, hsv(rng.uniform(0.1, 0.15), 0.9, rng.uniform(0.3, 0.9)))
 
 
 def _sunflower(d, rng, cx, cy, s):
@@ -232,18 +232,18 @@ def _sunflower(d, rng, cx, cy, s):
 
 def _tree(d, rng, cx, cy, s):
     d.rectangle([cx - s * 0.06, cy, cx + s * 0.06, cy + s * 0.6], fill=(100, 70, 40))
-    green = _hsv(rng.uniform(0.22, 0.38), 0.6, rng.uniform(0.3, 0.6))
+    green = hsv(rng.uniform(0.22, 0.38), 0.6, rng.uniform(0.3, 0.6))
     if rng.random() < 0.5:  # a fir
         for k in range(3):
             y = cy - s * 0.5 + k * s * 0.22
             d.polygon([(cx, y), (cx - s * (0.2 + 0.1 * k), y + s * 0.35), (cx + s * (0.2 + 0.1 * k), y + s * 0.35)], fill=green)
     else:  # a round crown
         for _ in range(6):
-            _disc(d, cx + rng.normal(0, s * 0.15), cy - s * 0.2 + rng.normal(0, s * 0.12), s * 0.22, _jitter(rng, green, 12))
+            _disc(d, cx + rng.normal(0, s * 0.15), cy - s * 0.2 + rng.normal(0, s * 0.12), s * 0.22, jitter(rng, green, 12))
 
 
 def _cactus(d, rng, cx, cy, s):
-    green = _hsv(rng.uniform(0.25, 0.35), 0.6, rng.uniform(0.4, 0.6))
+    green = hsv(rng.uniform(0.25, 0.35), 0.6, rng.uniform(0.4, 0.6))
     d.rounded_rectangle([cx - s * 0.1, cy - s * 0.5, cx + s * 0.1, cy + s * 0.4], radius=s * 0.1, fill=green)
     d.rounded_rectangle([cx - s * 0.35, cy - s * 0.2, cx - s * 0.2, cy + s * 0.05], radius=s * 0.07, fill=green)
     d.rectangle([cx - s * 0.3, cy, cx, cy + s * 0.08], fill=green)
@@ -252,9 +252,9 @@ def _cactus(d, rng, cx, cy, s):
 
 def _palm_frond(d, rng, cx, cy, s):
     # a palm or fern frond: many narrow parallel leaflets along one stem (never a hand of 5-9)
-    green = _hsv(rng.uniform(0.2, 0.35), 0.65, rng.uniform(0.35, 0.6))
+    green = hsv(rng.uniform(0.2, 0.35), 0.65, rng.uniform(0.35, 0.6))
     ang = rng.uniform(-0.5, 0.5)
-    d.line(_rot(np.array([[0, -0.6], [0, 0.6]]) * s, ang, cx, cy), fill=_darker(green, 0.7), width=max(1, int(s * 0.03)))
+    d.line(rotate(np.array([[0, -0.6], [0, 0.6]]) * s, ang, cx, cy), fill=darker(green, 0.7), width=max(1, int(s * 0.03)))
     for k in np.linspace(-0.5, 0.5, 14):
         for side in (-1, 1):
             _poly(d, rng, cx, cy, s, [(0, k), (side * 0.35, k - 0.12), (side * 0.35, k - 0.08), (0, k + 0.04)], green, ang=ang)
@@ -262,16 +262,16 @@ def _palm_frond(d, rng, cx, cy, s):
 
 def _grass(d, rng, cx, cy, s):
     W = d.im.size[0]
-    d.rectangle([0, cy, W, W], fill=_hsv(rng.uniform(0.22, 0.32), 0.6, rng.uniform(0.3, 0.6)))
+    d.rectangle([0, cy, W, W], fill=hsv(rng.uniform(0.22, 0.32), 0.6, rng.uniform(0.3, 0.6)))
     for _ in range(60):
         x = rng.uniform(0, W)
         d.line([(x, cy + rng.uniform(0, W - cy)), (x + rng.normal(0, s * 0.05), cy - rng.uniform(0, s * 0.2))],
-               fill=_hsv(rng.uniform(0.22, 0.32), 0.7, rng.uniform(0.3, 0.7)), width=1)
+               fill=hsv(rng.uniform(0.22, 0.32), 0.7, rng.uniform(0.3, 0.7)), width=1)
 
 
 def _sky(d, rng, cx, cy, s):
     W = d.im.size[0]
-    d.rectangle([0, 0, W, W], fill=_hsv(rng.uniform(0.55, 0.62), rng.uniform(0.3, 0.7), rng.uniform(0.7, 1.0)))
+    d.rectangle([0, 0, W, W], fill=hsv(rng.uniform(0.55, 0.62), rng.uniform(0.3, 0.7), rng.uniform(0.7, 1.0)))
     for _ in range(int(rng.integers(2, 6))):  # clouds
         x, y = rng.uniform(0, W), rng.uniform(0, W * 0.8)
         for _ in range(5):
@@ -281,22 +281,22 @@ def _sky(d, rng, cx, cy, s):
 def _sunset(d, rng, cx, cy, s):
     W = d.im.size[0]
     for k in range(8):
-        d.rectangle([0, k * W / 8, W, (k + 1) * W / 8], fill=_hsv(0.05 + 0.08 * k / 8, 0.8, 1.0 - 0.08 * k))
+        d.rectangle([0, k * W / 8, W, (k + 1) * W / 8], fill=hsv(0.05 + 0.08 * k / 8, 0.8, 1.0 - 0.08 * k))
     _disc(d, cx, W * rng.uniform(0.5, 0.7), W * 0.08, (255, 230, 120))
-    d.rectangle([0, W * 0.7, W, W], fill=_hsv(0.6, 0.5, 0.25))
+    d.rectangle([0, W * 0.7, W, W], fill=hsv(0.6, 0.5, 0.25))
 
 
 def _mountains(d, rng, cx, cy, s):
     W = d.im.size[0]
-    d.rectangle([0, 0, W, W], fill=_hsv(0.58, 0.4, 0.95))
+    d.rectangle([0, 0, W, W], fill=hsv(0.58, 0.4, 0.95))
     for layer in range(3):
         pts = [(0, W)] + [(x, W * (0.3 + 0.15 * layer) + rng.normal(0, W * 0.08)) for x in np.linspace(0, W, 6)] + [(W, W)]
-        d.polygon(pts, fill=_hsv(0.6 - 0.1 * layer, 0.3, 0.7 - 0.15 * layer))
+        d.polygon(pts, fill=hsv(0.6 - 0.1 * layer, 0.3, 0.7 - 0.15 * layer))
 
 
 # --------------------------------------------------------------------------- animals and people
 def _cat_face(d, rng, cx, cy, s):
-    fur = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0, 0.7), rng.uniform(0.2, 0.95))
+    fur = hsv(rng.uniform(0.05, 0.1), rng.uniform(0, 0.7), rng.uniform(0.2, 0.95))
     d.polygon([(cx - s * 0.35, cy - s * 0.1), (cx - s * 0.3, cy - s * 0.5), (cx - s * 0.1, cy - s * 0.25)], fill=fur)
     d.polygon([(cx + s * 0.35, cy - s * 0.1), (cx + s * 0.3, cy - s * 0.5), (cx + s * 0.1, cy - s * 0.25)], fill=fur)
     _disc(d, cx, cy, s * 0.35, fur)
@@ -317,7 +317,7 @@ def _bird(d, rng, cx, cy, s):
     d.ellipse([cx - s * 0.3, cy - s * 0.15, cx + s * 0.2, cy + s * 0.2], fill=col)
     _disc(d, cx + s * 0.22, cy - s * 0.15, s * 0.12, col)
     d.polygon([(cx + s * 0.32, cy - s * 0.17), (cx + s * 0.45, cy - s * 0.12), (cx + s * 0.32, cy - s * 0.09)], fill=(240, 170, 30))
-    d.polygon([(cx - s * 0.1, cy), (cx - s * 0.35, cy - s * 0.35), (cx + s * 0.05, cy - s * 0.05)], fill=_darker(col, 0.75))
+    d.polygon([(cx - s * 0.1, cy), (cx - s * 0.35, cy - s * 0.35), (cx + s * 0.05, cy - s * 0.05)], fill=darker(col, 0.75))
     d.polygon([(cx - s * 0.28, cy + s * 0.05), (cx - s * 0.5, cy - s * 0.05), (cx - s * 0.5, cy + s * 0.15)], fill=col)
 
 
@@ -330,7 +330,7 @@ def _butterfly(d, rng, cx, cy, s):
 
 
 def _hand(d, rng, cx, cy, s):
-    skin = _hsv(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
+    skin = hsv(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
     d.rounded_rectangle([cx - s * 0.22, cy - s * 0.1, cx + s * 0.22, cy + s * 0.4], radius=s * 0.08, fill=skin)
     for k in range(4):
         x = cx - s * 0.2 + k * s * 0.13
@@ -340,10 +340,10 @@ def _hand(d, rng, cx, cy, s):
 
 # --------------------------------------------------------------------------- things and screens
 def _laptop(d, rng, cx, cy, s):
-    body = _jitter(rng, (180, 180, 185), 30)
+    body = jitter(rng, (180, 180, 185), 30)
     d.rectangle([cx - s * 0.45, cy - s * 0.4, cx + s * 0.45, cy + s * 0.15], fill=body)
     d.rectangle([cx - s * 0.4, cy - s * 0.35, cx + s * 0.4, cy + s * 0.1], fill=_random_colour(rng, (0.2, 0.8), (0.3, 0.9)))
-    d.polygon([(cx - s * 0.45, cy + s * 0.15), (cx + s * 0.45, cy + s * 0.15), (cx + s * 0.55, cy + s * 0.3), (cx - s * 0.55, cy + s * 0.3)], fill=_darker(body, 0.9))
+    d.polygon([(cx - s * 0.45, cy + s * 0.15), (cx + s * 0.45, cy + s * 0.15), (cx + s * 0.55, cy + s * 0.3), (cx - s * 0.55, cy + s * 0.3)], fill=darker(body, 0.9))
 
 
 def _phone(d, rng, cx, cy, s):
@@ -359,7 +359,7 @@ def _television(d, rng, cx, cy, s):
     d.rectangle([cx - s * 0.6, cy - s * 0.38, cx + s * 0.6, cy + s * 0.32], fill=(20, 20, 22))
     scene = [_sky, _sunset, _mountains][int(rng.integers(0, 3))]
     sub = Image.new("RGB", (int(s * 1.1) + 1, int(s * 0.6) + 1))
-    scene(_Draw(sub), rng, sub.size[0] / 2, sub.size[1] / 2, s * 0.3)
+    scene(Canvas(sub), rng, sub.size[0] / 2, sub.size[1] / 2, s * 0.3)
     d.im.paste(sub.im, (int(cx - s * 0.55), int(cy - s * 0.33), int(cx - s * 0.55) + sub.size[0], int(cy - s * 0.33) + sub.size[1]))
     d.rectangle([cx - s * 0.1, cy + s * 0.32, cx + s * 0.1, cy + s * 0.45], fill=(40, 40, 40))
 
@@ -390,7 +390,7 @@ def _lamp(d, rng, cx, cy, s):
 
 
 def _chair(d, rng, cx, cy, s):
-    wood = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.8))
+    wood = hsv(rng.uniform(0.05, 0.1), rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.8))
     w = max(2, int(s * 0.05))
     d.rectangle([cx - s * 0.3, cy, cx + s * 0.3, cy + s * 0.08], fill=wood)
     for x in (cx - s * 0.28, cx + s * 0.25):
@@ -416,7 +416,7 @@ def _t_shirt(d, rng, cx, cy, s):
 def _hat(d, rng, cx, cy, s):
     col = _random_colour(rng, (0, 0.9), (0.2, 0.9))
     d.ellipse([cx - s * 0.5, cy, cx + s * 0.5, cy + s * 0.2], fill=col)
-    d.chord([cx - s * 0.3, cy - s * 0.4, cx + s * 0.3, cy + s * 0.25], 180, 360, fill=_jitter(rng, col, 20))
+    d.chord([cx - s * 0.3, cy - s * 0.4, cx + s * 0.3, cy + s * 0.25], 180, 360, fill=jitter(rng, col, 20))
     d.rectangle([cx - s * 0.3, cy - s * 0.02, cx + s * 0.3, cy + s * 0.05], fill=_random_colour(rng))
 
 
@@ -429,7 +429,7 @@ def _glasses(d, rng, cx, cy, s):
 
 
 def _key(d, rng, cx, cy, s):
-    metal = _jitter(rng, (200, 180, 90) if rng.random() < 0.5 else (190, 190, 195), 15)
+    metal = jitter(rng, (200, 180, 90) if rng.random() < 0.5 else (190, 190, 195), 15)
     d.ellipse([cx - s * 0.45, cy - s * 0.15, cx - s * 0.15, cy + s * 0.15], fill=metal)
     _disc(d, cx - s * 0.3, cy, s * 0.05, (250, 250, 250))
     d.rectangle([cx - s * 0.15, cy - s * 0.04, cx + s * 0.4, cy + s * 0.04], fill=metal)
@@ -486,7 +486,7 @@ def _ball(d, rng, cx, cy, s):
 def _dice(d, rng, cx, cy, s):
     for _ in range(int(rng.integers(1, 3))):
         x, y = cx + rng.normal(0, s * 0.2), cy + rng.normal(0, s * 0.1)
-        d.rounded_rectangle([x - s * 0.2, y - s * 0.2, x + s * 0.2, y + s * 0.2], radius=s * 0.05, fill=_jitter(rng, (245, 245, 245), 6))
+        d.rounded_rectangle([x - s * 0.2, y - s * 0.2, x + s * 0.2, y + s * 0.2], radius=s * 0.05, fill=jitter(rng, (245, 245, 245), 6))
         for px, py in [(-1, -1), (1, 1), (0, 0), (1, -1), (-1, 1)][: int(rng.integers(1, 6))]:
             _disc(d, x + px * s * 0.1, y + py * s * 0.1, s * 0.03, (20, 20, 20))
 
@@ -502,18 +502,18 @@ def _playing_cards(d, rng, cx, cy, s):
 def _gift_box(d, rng, cx, cy, s):
     col, ribbon = _random_colour(rng), _random_colour(rng)
     d.rectangle([cx - s * 0.35, cy - s * 0.2, cx + s * 0.35, cy + s * 0.4], fill=col)
-    d.rectangle([cx - s * 0.4, cy - s * 0.32, cx + s * 0.4, cy - s * 0.2], fill=_darker(col, 0.85))
+    d.rectangle([cx - s * 0.4, cy - s * 0.32, cx + s * 0.4, cy - s * 0.2], fill=darker(col, 0.85))
     d.rectangle([cx - s * 0.05, cy - s * 0.32, cx + s * 0.05, cy + s * 0.4], fill=ribbon)
     d.ellipse([cx - s * 0.2, cy - s * 0.45, cx, cy - s * 0.32], fill=ribbon)
     d.ellipse([cx, cy - s * 0.45, cx + s * 0.2, cy - s * 0.32], fill=ribbon)
 
 
 def _cardboard_box(d, rng, cx, cy, s):
-    brown = _hsv(0.08, rng.uniform(0.4, 0.6), rng.uniform(0.55, 0.75))
+    brown = hsv(0.08, rng.uniform(0.4, 0.6), rng.uniform(0.55, 0.75))
     d.polygon([(cx - s * 0.4, cy - s * 0.15), (cx + s * 0.2, cy - s * 0.15), (cx + s * 0.2, cy + s * 0.4), (cx - s * 0.4, cy + s * 0.4)], fill=brown)
-    d.polygon([(cx + s * 0.2, cy - s * 0.15), (cx + s * 0.45, cy - s * 0.35), (cx + s * 0.45, cy + s * 0.2), (cx + s * 0.2, cy + s * 0.4)], fill=_darker(brown, 0.8))
-    d.polygon([(cx - s * 0.4, cy - s * 0.15), (cx - s * 0.15, cy - s * 0.35), (cx + s * 0.45, cy - s * 0.35), (cx + s * 0.2, cy - s * 0.15)], fill=_darker(brown, 1.1))
-    d.rectangle([cx - s * 0.15, cy - s * 0.15, cx - s * 0.05, cy + s * 0.4], fill=_jitter(rng, (200, 190, 150), 10))
+    d.polygon([(cx + s * 0.2, cy - s * 0.15), (cx + s * 0.45, cy - s * 0.35), (cx + s * 0.45, cy + s * 0.2), (cx + s * 0.2, cy + s * 0.4)], fill=darker(brown, 0.8))
+    d.polygon([(cx - s * 0.4, cy - s * 0.15), (cx - s * 0.15, cy - s * 0.35), (cx + s * 0.45, cy - s * 0.35), (cx + s * 0.2, cy - s * 0.15)], fill=darker(brown, 1.1))
+    d.rectangle([cx - s * 0.15, cy - s * 0.15, cx - s * 0.05, cy + s * 0.4], fill=jitter(rng, (200, 190, 150), 10))
 
 
 def _barcode_label(d, rng, cx, cy, s):
@@ -523,7 +523,7 @@ def _barcode_label(d, rng, cx, cy, s):
         w = s * rng.choice([0.01, 0.02, 0.035])
         d.rectangle([x, cy - s * 0.2, x + w, cy + s * 0.12], fill=(15, 15, 15))
         x += w + s * rng.choice([0.01, 0.02])
-    d.text((cx - s * 0.3, cy + s * 0.14), "".join(str(int(v)) for v in rng.integers(0, 10, 10)), fill=(15, 15, 15), font=_font(max(6, int(s * 0.1))))
+    d.text((cx - s * 0.3, cy + s * 0.14), "".join(str(int(v)) for v in rng.integers(0, 10, 10)), fill=(15, 15, 15), font=load_font(max(6, int(s * 0.1))))
 
 
 def _credit_card(d, rng, cx, cy, s):
@@ -531,13 +531,13 @@ def _credit_card(d, rng, cx, cy, s):
     d.rounded_rectangle([cx - s * 0.45, cy - s * 0.28, cx + s * 0.45, cy + s * 0.28], radius=s * 0.05, fill=col)
     d.rounded_rectangle([cx - s * 0.35, cy - s * 0.12, cx - s * 0.18, cy + s * 0.02], radius=s * 0.02, fill=(220, 190, 90))
     d.text((cx - s * 0.35, cy + s * 0.08), " ".join("".join(str(int(v)) for v in rng.integers(0, 10, 4)) for _ in range(4)),
-           fill=(240, 240, 240), font=_font(max(6, int(s * 0.07))))
+           fill=(240, 240, 240), font=load_font(max(6, int(s * 0.07))))
 
 
 def _text_page(d, rng, cx, cy, s):
-    d.rectangle([cx - s * 0.4, cy - s * 0.5, cx + s * 0.4, cy + s * 0.5], fill=_jitter(rng, (248, 248, 242), 6))
+    d.rectangle([cx - s * 0.4, cy - s * 0.5, cx + s * 0.4, cy + s * 0.5], fill=jitter(rng, (248, 248, 242), 6))
     words = ("the", "and", "of", "to", "meeting", "today", "notes", "list", "week", "home", "shop", "call", "plan")
-    font = _font(max(6, int(s * 0.07)))
+    font = load_font(max(6, int(s * 0.07)))
     for k in range(10):
         line = " ".join(str(rng.choice(words)) for _ in range(4))
         d.text((cx - s * 0.35, cy - s * 0.45 + k * s * 0.09), line, fill=(30, 30, 40), font=font)
@@ -549,14 +549,14 @@ def _sign(d, rng, cx, cy, s):
     if kind == 0:  # stop sign
         pts = [(cx + s * 0.3 * math.cos(a + math.pi / 8), cy - s * 0.1 + s * 0.3 * math.sin(a + math.pi / 8)) for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)]
         d.polygon(pts, fill=(200, 20, 30))
-        d.text((cx - s * 0.2, cy - s * 0.17), "STOP", fill=(250, 250, 250), font=_font(max(6, int(s * 0.13))))
+        d.text((cx - s * 0.2, cy - s * 0.17), "STOP", fill=(250, 250, 250), font=load_font(max(6, int(s * 0.13))))
     elif kind == 1:  # traffic light
         d.rectangle([cx - s * 0.12, cy - s * 0.55, cx + s * 0.12, cy + s * 0.05], fill=(30, 30, 30))
         for k, col in enumerate([(230, 40, 30), (240, 190, 30), (40, 200, 60)]):
-            _disc(d, cx, cy - s * 0.45 + k * s * 0.19, s * 0.07, col if rng.random() < 0.5 else _darker(col, 0.35))
+            _disc(d, cx, cy - s * 0.45 + k * s * 0.19, s * 0.07, col if rng.random() < 0.5 else darker(col, 0.35))
     else:  # a warning triangle
         d.polygon([(cx, cy - s * 0.45), (cx + s * 0.35, cy + s * 0.1), (cx - s * 0.35, cy + s * 0.1)], fill=(240, 200, 30))
-        d.text((cx - s * 0.03, cy - s * 0.25), "!", fill=(10, 10, 10), font=_font(max(6, int(s * 0.25))))
+        d.text((cx - s * 0.03, cy - s * 0.25), "!", fill=(10, 10, 10), font=load_font(max(6, int(s * 0.25))))
 
 
 # --------------------------------------------------------------------------- vehicles and buildings
@@ -581,17 +581,17 @@ def _bus(d, rng, cx, cy, s):
 
 
 def _airplane(d, rng, cx, cy, s):
-    body = _jitter(rng, (235, 235, 240), 10)
+    body = jitter(rng, (235, 235, 240), 10)
     ang = rng.uniform(-0.4, 0.4)
     _poly(d, rng, cx, cy, s, [(-0.55, -0.06), (0.5, -0.06), (0.6, 0), (0.5, 0.06), (-0.55, 0.06)], body, ang=ang)
-    _poly(d, rng, cx, cy, s, [(-0.05, 0), (0.15, 0), (-0.15, -0.4), (-0.25, -0.4)], _darker(body, 0.85), ang=ang)
-    _poly(d, rng, cx, cy, s, [(-0.05, 0), (0.15, 0), (-0.15, 0.4), (-0.25, 0.4)], _darker(body, 0.85), ang=ang)
+    _poly(d, rng, cx, cy, s, [(-0.05, 0), (0.15, 0), (-0.15, -0.4), (-0.25, -0.4)], darker(body, 0.85), ang=ang)
+    _poly(d, rng, cx, cy, s, [(-0.05, 0), (0.15, 0), (-0.15, 0.4), (-0.25, 0.4)], darker(body, 0.85), ang=ang)
     _poly(d, rng, cx, cy, s, [(-0.55, 0), (-0.45, 0), (-0.55, -0.2)], _random_colour(rng), ang=ang)
 
 
 def _boat(d, rng, cx, cy, s):
     W = d.im.size[0]
-    d.rectangle([0, cy + s * 0.15, W, W], fill=_hsv(rng.uniform(0.52, 0.62), 0.6, rng.uniform(0.4, 0.8)))
+    d.rectangle([0, cy + s * 0.15, W, W], fill=hsv(rng.uniform(0.52, 0.62), 0.6, rng.uniform(0.4, 0.8)))
     d.polygon([(cx - s * 0.45, cy), (cx + s * 0.45, cy), (cx + s * 0.3, cy + s * 0.2), (cx - s * 0.3, cy + s * 0.2)], fill=_random_colour(rng, (0.3, 0.9), (0.3, 0.9)))
     d.line([(cx, cy), (cx, cy - s * 0.6)], fill=(90, 70, 50), width=max(1, int(s * 0.03)))
     d.polygon([(cx + s * 0.02, cy - s * 0.58), (cx + s * 0.4, cy - s * 0.05), (cx + s * 0.02, cy - s * 0.05)], fill=(250, 250, 245))
@@ -600,23 +600,23 @@ def _boat(d, rng, cx, cy, s):
 def _house(d, rng, cx, cy, s):
     wall = _random_colour(rng, (0.1, 0.6), (0.5, 1.0))
     d.rectangle([cx - s * 0.4, cy - s * 0.1, cx + s * 0.4, cy + s * 0.45], fill=wall)
-    d.polygon([(cx - s * 0.5, cy - s * 0.1), (cx, cy - s * 0.5), (cx + s * 0.5, cy - s * 0.1)], fill=_hsv(rng.uniform(0, 0.08), 0.6, rng.uniform(0.3, 0.6)))
-    d.rectangle([cx - s * 0.08, cy + s * 0.15, cx + s * 0.08, cy + s * 0.45], fill=_darker(wall, 0.5))
+    d.polygon([(cx - s * 0.5, cy - s * 0.1), (cx, cy - s * 0.5), (cx + s * 0.5, cy - s * 0.1)], fill=hsv(rng.uniform(0, 0.08), 0.6, rng.uniform(0.3, 0.6)))
+    d.rectangle([cx - s * 0.08, cy + s * 0.15, cx + s * 0.08, cy + s * 0.45], fill=darker(wall, 0.5))
     for x in (cx - s * 0.3, cx + s * 0.15):
         d.rectangle([x, cy, x + s * 0.15, cy + s * 0.13], fill=(170, 210, 230))
 
 
 def _city(d, rng, cx, cy, s):
     W = d.im.size[0]
-    d.rectangle([0, 0, W, W], fill=_hsv(0.6, rng.uniform(0.1, 0.5), rng.uniform(0.3, 0.95)))
+    d.rectangle([0, 0, W, W], fill=hsv(0.6, rng.uniform(0.1, 0.5), rng.uniform(0.3, 0.95)))
     x = 0.0
     while x < W:
         w, h = W * rng.uniform(0.08, 0.2), W * rng.uniform(0.25, 0.8)
-        col = _hsv(rng.uniform(0.5, 0.7), rng.uniform(0, 0.3), rng.uniform(0.2, 0.6))
+        col = hsv(rng.uniform(0.5, 0.7), rng.uniform(0, 0.3), rng.uniform(0.2, 0.6))
         d.rectangle([x, W - h, x + w, W], fill=col)
         for wy in np.arange(W - h + W * 0.03, W, W * 0.06):
             for wx in np.arange(x + w * 0.15, x + w * 0.85, w * 0.3):
-                d.rectangle([wx, wy, wx + w * 0.12, wy + W * 0.025], fill=(240, 220, 150) if rng.random() < 0.5 else _darker(col, 0.6))
+                d.rectangle([wx, wy, wx + w * 0.12, wy + W * 0.025], fill=(240, 220, 150) if rng.random() < 0.5 else darker(col, 0.6))
         x += w
 
 
@@ -655,41 +655,41 @@ def _polka_dots(d, rng, cx, cy, s):
 
 def _brick_wall(d, rng, cx, cy, s):
     W, _ = _full(d)
-    mortar = _jitter(rng, (200, 195, 185), 15)
+    mortar = jitter(rng, (200, 195, 185), 15)
     d.rectangle([0, 0, W, W], fill=mortar)
-    brick = _hsv(rng.uniform(0.0, 0.06), rng.uniform(0.5, 0.8), rng.uniform(0.4, 0.7))
+    brick = hsv(rng.uniform(0.0, 0.06), rng.uniform(0.5, 0.8), rng.uniform(0.4, 0.7))
     h = W * rng.uniform(0.05, 0.09)
     for r, y in enumerate(np.arange(0, W, h)):
         for x in np.arange(-(r % 2) * h, W, 2.2 * h):
-            d.rectangle([x + 1, y + 1, x + 2.1 * h, y + h - 1], fill=_jitter(rng, brick, 15))
+            d.rectangle([x + 1, y + 1, x + 2.1 * h, y + h - 1], fill=jitter(rng, brick, 15))
 
 
 def _wood_grain(d, rng, cx, cy, s):
     W, _ = _full(d)
-    wood = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.35, 0.75))
+    wood = hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.35, 0.75))
     d.rectangle([0, 0, W, W], fill=wood)
     for _ in range(40):
         y = rng.uniform(0, W)
         amp, freq = W * rng.uniform(0.005, 0.03), rng.uniform(1, 4)
         pts = [(x, y + amp * math.sin(freq * x / W * 2 * math.pi)) for x in np.linspace(0, W, 24)]
-        d.line(pts, fill=_darker(wood, rng.uniform(0.7, 0.9)), width=1)
+        d.line(pts, fill=darker(wood, rng.uniform(0.7, 0.9)), width=1)
 
 
 def _tiles(d, rng, cx, cy, s):
     W, _ = _full(d)
-    grout = _jitter(rng, (90, 90, 90), 40)
+    grout = jitter(rng, (90, 90, 90), 40)
     d.rectangle([0, 0, W, W], fill=grout)
     tile = _random_colour(rng, (0, 0.5), (0.5, 1.0))
     step = W * rng.uniform(0.1, 0.2)
     for x in np.arange(0, W, step):
         for y in np.arange(0, W, step):
-            d.rectangle([x + 2, y + 2, x + step - 2, y + step - 2], fill=_jitter(rng, tile, 6))
+            d.rectangle([x + 2, y + 2, x + step - 2, y + step - 2], fill=jitter(rng, tile, 6))
 
 
 def _keyboard(d, rng, cx, cy, s):
-    body = _jitter(rng, (50, 50, 55) if rng.random() < 0.5 else (220, 220, 225), 10)
+    body = jitter(rng, (50, 50, 55) if rng.random() < 0.5 else (220, 220, 225), 10)
     d.rounded_rectangle([cx - s * 0.6, cy - s * 0.22, cx + s * 0.6, cy + s * 0.22], radius=s * 0.03, fill=body)
-    key = _darker(body, 0.8) if body[0] > 128 else tuple(min(255, c + 40) for c in body)
+    key = darker(body, 0.8) if body[0] > 128 else tuple(min(255, c + 40) for c in body)
     for r in range(4):
         for c in range(12):
             x, y = cx - s * 0.56 + c * s * 0.095, cy - s * 0.18 + r * s * 0.095
@@ -700,7 +700,7 @@ def _headphones(d, rng, cx, cy, s):
     col = _random_colour(rng, (0, 0.9), (0.05, 0.9))
     d.arc([cx - s * 0.35, cy - s * 0.45, cx + s * 0.35, cy + s * 0.25], 180, 360, fill=col, width=max(2, int(s * 0.06)))
     for x in (cx - s * 0.35, cx + s * 0.35):
-        d.rounded_rectangle([x - s * 0.1, cy - s * 0.1, x + s * 0.1, cy + s * 0.2], radius=s * 0.05, fill=_darker(col, 0.8))
+        d.rounded_rectangle([x - s * 0.1, cy - s * 0.1, x + s * 0.1, cy + s * 0.2], radius=s * 0.05, fill=darker(col, 0.8))
 
 
 def _candle(d, rng, cx, cy, s):
@@ -759,7 +759,7 @@ _FULL_FRAME = {"landscape", "party", "grass", "sky", "sunset", "mountains", "cit
 def render(label: int, split: str, index: int, *, seed: int, size: int) -> np.ndarray:
     """One pretext image of class ``CLASS_NAMES[label]``, uint8 (size, size, 3).
 
-    Drawn by the world's :func:`drugjax.data.draw.render` (phone-photo or product-shot
+    Drawn by the world's :func:`drugjax.synthetic.draw.render` (phone-photo or product-shot
     style, clutter, lighting, filters) from its own seed, then saved as JPEG at a random
     quality and decoded again (compression artefacts, as on Instagram).
     """

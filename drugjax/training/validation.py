@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from drugjax.tasks import INSTAGRAM_POSITIVE
-from drugjax.training.metrics import binary_metrics
+from drugjax.metrics import binary_metrics
 from drugjax.training.steps import DataParallel
 
 

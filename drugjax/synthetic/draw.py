@@ -50,7 +50,7 @@ def _box(xy):
     return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
 
-class _Draw(ImageDraw.ImageDraw):
+class Canvas(ImageDraw.ImageDraw):
     """ImageDraw that accepts boxes with swapped corners (small sizes produce them)."""
 
     def rectangle(self, xy, *a, **kw):
@@ -66,20 +66,20 @@ class _Draw(ImageDraw.ImageDraw):
         return super().arc(_box(xy), *a, **kw)
 
 
-def _hsv(h: float, s: float, v: float) -> Colour:
+def hsv(h: float, s: float, v: float) -> Colour:
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _jitter(rng: np.random.Generator, c: Colour, amount: float = 18) -> Colour:
+def jitter(rng: np.random.Generator, c: Colour, amount: float = 18) -> Colour:
     return tuple(int(np.clip(x + rng.normal(0, amount), 0, 255)) for x in c)  # type: ignore[return-value]
 
 
-def _darker(c: Colour, f: float = 0.7) -> Colour:
+def darker(c: Colour, f: float = 0.7) -> Colour:
     return tuple(int(x * f) for x in c)  # type: ignore[return-value]
 
 
-def _rot(pts: np.ndarray, ang: float, cx: float, cy: float) -> list[tuple[float, float]]:
+def rotate(pts: np.ndarray, ang: float, cx: float, cy: float) -> list[tuple[float, float]]:
     c, s = math.cos(ang), math.sin(ang)
     x = pts[:, 0] * c - pts[:, 1] * s + cx
     y = pts[:, 0] * s + pts[:, 1] * c + cy
@@ -98,11 +98,11 @@ def _ellipse_pts(a: float, b: float, n: int = 20) -> np.ndarray:
 def _leaf(d: ImageDraw.ImageDraw, rng, cx, cy, s, ang=None, col=None) -> None:
     """A palmate cannabis leaf: 5-9 serrated leaflets fanning from one point."""
     ang = -math.pi / 2 + rng.normal(0, 0.6) if ang is None else ang
-    col = col or _hsv(rng.uniform(0.22, 0.36), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.75))
+    col = col or hsv(rng.uniform(0.22, 0.36), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.75))
     n = int(rng.choice([5, 7, 7, 9]))
     spread = rng.uniform(0.22, 0.38)
     d.line([(cx, cy), (cx - math.cos(ang) * s * 0.45, cy - math.sin(ang) * s * 0.45)],
-           fill=_darker(col), width=max(1, int(s * 0.04)))
+           fill=darker(col), width=max(1, int(s * 0.04)))
     m = 12
     t = np.linspace(0, 1, m)
     serr = 1 + 0.35 * (np.arange(m) % 2 * 2 - 1) * (rng.random() < 0.85)
@@ -112,29 +112,29 @@ def _leaf(d: ImageDraw.ImageDraw, rng, cx, cy, s, ang=None, col=None) -> None:
         length = s * (1 - 0.14 * abs(off)) * rng.uniform(0.9, 1.05)
         width = length * rng.uniform(0.08, 0.13) * np.sin(np.pi * t) ** 0.8 * serr
         pts = np.concatenate([np.stack([t * length, width], 1), np.stack([t * length, -width], 1)[::-1]])
-        d.polygon(_rot(pts, a, cx, cy), fill=_jitter(rng, col, 10))
-        d.line(_rot(np.array([[0, 0], [length * 0.9, 0]]), a, cx, cy), fill=_darker(col, 0.8), width=1)
+        d.polygon(rotate(pts, a, cx, cy), fill=jitter(rng, col, 10))
+        d.line(rotate(np.array([[0, 0], [length * 0.9, 0]]), a, cx, cy), fill=darker(col, 0.8), width=1)
 
 
 def _bud(d, rng, cx, cy, s) -> None:
     """A cannabis bud: a dense cluster of green lumps with orange hairs and white frost."""
-    col = _hsv(rng.uniform(0.2, 0.34), rng.uniform(0.35, 0.8), rng.uniform(0.35, 0.8))
+    col = hsv(rng.uniform(0.2, 0.34), rng.uniform(0.35, 0.8), rng.uniform(0.35, 0.8))
     n = int(rng.integers(25, 55))
     ang = rng.uniform(0, math.pi)
     pts = rng.normal(0, 1, (n, 2)) * [s * 0.22, s * 0.32]
-    pts = np.array(_rot(pts, ang, cx, cy))
+    pts = np.array(rotate(pts, ang, cx, cy))
     for x, y in pts:
         r = s * rng.uniform(0.07, 0.15)
-        d.ellipse([x - r, y - r, x + r, y + r], fill=_jitter(rng, col, 16))
+        d.ellipse([x - r, y - r, x + r, y + r], fill=jitter(rng, col, 16))
     if rng.random() < 0.4:  # purple strains
         for x, y in pts[: n // 4]:
             r = s * 0.06
-            d.ellipse([x - r, y - r, x + r, y + r], fill=_hsv(0.8, 0.5, 0.45))
+            d.ellipse([x - r, y - r, x + r, y + r], fill=hsv(0.8, 0.5, 0.45))
     for _ in range(int(rng.integers(8, 25))):
         x, y = pts[rng.integers(n)]
         a = rng.uniform(0, 2 * math.pi)
         d.line([(x, y), (x + math.cos(a) * s * 0.1, y + math.sin(a) * s * 0.1)],
-               fill=_hsv(rng.uniform(0.04, 0.1), 0.8, rng.uniform(0.6, 0.9)), width=1)
+               fill=hsv(rng.uniform(0.04, 0.1), 0.8, rng.uniform(0.6, 0.9)), width=1)
     for _ in range(int(rng.integers(15, 45))):
         x, y = pts[rng.integers(n)] + rng.normal(0, s * 0.08, 2)
         d.point((float(x), float(y)), fill=(235, 240, 225))
@@ -144,10 +144,10 @@ def _joint(d, rng, cx, cy, s) -> None:
     """A rolled joint or blunt, sometimes next to a small bud or a lighter."""
     ang = rng.uniform(0, math.pi)
     blunt = rng.random() < 0.4
-    col = _hsv(0.08, 0.6, 0.4) if blunt else (235, 232, 220)
+    col = hsv(0.08, 0.6, 0.4) if blunt else (235, 232, 220)
     pts = np.array([[-s * 0.6, -s * 0.07], [s * 0.6, -s * 0.11], [s * 0.6, s * 0.11], [-s * 0.6, s * 0.07]])
-    d.polygon(_rot(pts, ang, cx, cy), fill=_jitter(rng, col, 8))
-    tip = _rot(np.array([[s * 0.6, 0.0]]), ang, cx, cy)[0]
+    d.polygon(rotate(pts, ang, cx, cy), fill=jitter(rng, col, 8))
+    tip = rotate(np.array([[s * 0.6, 0.0]]), ang, cx, cy)[0]
     r = s * 0.1
     d.ellipse([tip[0] - r, tip[1] - r, tip[0] + r, tip[1] + r], fill=(255, 120, 30) if rng.random() < 0.5 else (90, 90, 90))
     if rng.random() < 0.5:
@@ -163,17 +163,17 @@ def _pill_colour(rng, vitamin: bool = False) -> tuple[Colour, Colour]:
     else:
         choice = rng.choice(["white", "white", "blue", "yellow", "green", "pink", "peach", "orange", "purple"])
     base = {
-        "white": _hsv(0.1, rng.uniform(0, 0.08), rng.uniform(0.85, 1.0)),
-        "blue": _hsv(rng.uniform(0.52, 0.62), rng.uniform(0.3, 0.8), rng.uniform(0.6, 0.95)),
-        "yellow": _hsv(rng.uniform(0.12, 0.17), rng.uniform(0.4, 0.9), rng.uniform(0.8, 1.0)),
-        "green": _hsv(rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.7), rng.uniform(0.5, 0.85)),
-        "pink": _hsv(rng.uniform(0.9, 0.98), rng.uniform(0.2, 0.5), rng.uniform(0.85, 1.0)),
-        "peach": _hsv(0.07, rng.uniform(0.25, 0.5), rng.uniform(0.85, 1.0)),
-        "orange": _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.6, 0.95), rng.uniform(0.8, 1.0)),
-        "purple": _hsv(rng.uniform(0.72, 0.8), rng.uniform(0.3, 0.6), rng.uniform(0.6, 0.9)),
-        "amber": _hsv(rng.uniform(0.08, 0.12), rng.uniform(0.7, 1.0), rng.uniform(0.6, 0.9)),
-        "brown": _hsv(rng.uniform(0.05, 0.09), rng.uniform(0.5, 0.8), rng.uniform(0.35, 0.6)),
-        "red": _hsv(rng.uniform(0.98, 1.02), rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9)),
+        "white": hsv(0.1, rng.uniform(0, 0.08), rng.uniform(0.85, 1.0)),
+        "blue": hsv(rng.uniform(0.52, 0.62), rng.uniform(0.3, 0.8), rng.uniform(0.6, 0.95)),
+        "yellow": hsv(rng.uniform(0.12, 0.17), rng.uniform(0.4, 0.9), rng.uniform(0.8, 1.0)),
+        "green": hsv(rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.7), rng.uniform(0.5, 0.85)),
+        "pink": hsv(rng.uniform(0.9, 0.98), rng.uniform(0.2, 0.5), rng.uniform(0.85, 1.0)),
+        "peach": hsv(0.07, rng.uniform(0.25, 0.5), rng.uniform(0.85, 1.0)),
+        "orange": hsv(rng.uniform(0.05, 0.1), rng.uniform(0.6, 0.95), rng.uniform(0.8, 1.0)),
+        "purple": hsv(rng.uniform(0.72, 0.8), rng.uniform(0.3, 0.6), rng.uniform(0.6, 0.9)),
+        "amber": hsv(rng.uniform(0.08, 0.12), rng.uniform(0.7, 1.0), rng.uniform(0.6, 0.9)),
+        "brown": hsv(rng.uniform(0.05, 0.09), rng.uniform(0.5, 0.8), rng.uniform(0.35, 0.6)),
+        "red": hsv(rng.uniform(0.98, 1.02), rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9)),
     }[str(choice)]
     second = base if rng.random() < 0.6 else _pill_colour(rng, vitamin)[0]
     return base, second
@@ -181,31 +181,31 @@ def _pill_colour(rng, vitamin: bool = False) -> tuple[Colour, Colour]:
 
 def _pill(d, rng, cx, cy, s, shape: str, col: Colour, col2: Colour, ang=None) -> None:
     ang = rng.uniform(0, math.pi) if ang is None else ang
-    edge = _darker(col, 0.8)
+    edge = darker(col, 0.8)
     if shape == "round":
         d.ellipse([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], fill=col, outline=edge)
         if rng.random() < 0.6:
-            d.line(_rot(np.array([[-s * 0.4, 0], [s * 0.4, 0]]), ang, cx, cy), fill=edge, width=1)
+            d.line(rotate(np.array([[-s * 0.4, 0], [s * 0.4, 0]]), ang, cx, cy), fill=edge, width=1)
     elif shape == "oval":
-        d.polygon(_rot(_ellipse_pts(s * 0.6, s * 0.33), ang, cx, cy), fill=col, outline=edge)
+        d.polygon(rotate(_ellipse_pts(s * 0.6, s * 0.33), ang, cx, cy), fill=col, outline=edge)
     elif shape == "capsule":
         half = np.concatenate([np.array([[0, -s * 0.22]]), _ellipse_pts(s * 0.22, s * 0.22, 16)[4:13] + [-s * 0.45, 0],
                                np.array([[0, s * 0.22]])])
-        d.polygon(_rot(half, ang, cx, cy), fill=col, outline=edge)
-        d.polygon(_rot(half * [-1, 1], ang, cx, cy), fill=col2, outline=_darker(col2, 0.8))
+        d.polygon(rotate(half, ang, cx, cy), fill=col, outline=edge)
+        d.polygon(rotate(half * [-1, 1], ang, cx, cy), fill=col2, outline=darker(col2, 0.8))
     elif shape == "bar":  # "xanax bar": long, scored in four
         pts = np.array([[-s * 0.8, -s * 0.18], [s * 0.8, -s * 0.18], [s * 0.8, s * 0.18], [-s * 0.8, s * 0.18]])
-        d.polygon(_rot(pts, ang, cx, cy), fill=col, outline=edge)
+        d.polygon(rotate(pts, ang, cx, cy), fill=col, outline=edge)
         for k in (-0.4, 0.0, 0.4):
-            d.line(_rot(np.array([[s * k, -s * 0.14], [s * k, s * 0.14]]), ang, cx, cy), fill=edge, width=1)
+            d.line(rotate(np.array([[s * k, -s * 0.14], [s * k, s * 0.14]]), ang, cx, cy), fill=edge, width=1)
     else:
         n = {"triangle": 3, "pentagon": 5, "hexagon": 6, "shield": 5}[shape]
         pts = _ellipse_pts(s * 0.5, s * (0.42 if shape == "shield" else 0.5), n)
-        d.polygon(_rot(pts, ang, cx, cy), fill=col, outline=edge)
+        d.polygon(rotate(pts, ang, cx, cy), fill=col, outline=edge)
     if rng.random() < 0.7:  # specular highlight
         r = s * 0.08
         d.ellipse([cx - s * 0.15 - r, cy - s * 0.12 - r, cx - s * 0.15 + r, cy - s * 0.12 + r],
-                  fill=_jitter(rng, (250, 250, 250), 4))
+                  fill=jitter(rng, (250, 250, 250), 4))
 
 
 def _pill_group(d, rng, cx, cy, s, vitamin: bool = False) -> None:
@@ -216,15 +216,15 @@ def _pill_group(d, rng, cx, cy, s, vitamin: bool = False) -> None:
     cols = [_pill_colour(rng, vitamin) for _ in range(kinds)]
     ps = s * rng.uniform(0.16, 0.28)
     if layout == "palm":
-        skin = _hsv(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
+        skin = hsv(rng.uniform(0.04, 0.09), rng.uniform(0.25, 0.6), rng.uniform(0.35, 0.95))
         d.ellipse([cx - s * 0.55, cy - s * 0.45, cx + s * 0.55, cy + s * 0.5], fill=skin)
         for k in range(4):
             fx = cx - s * 0.45 + k * s * 0.28
             d.rounded_rectangle([fx, cy - s * 0.95, fx + s * 0.2, cy - s * 0.35], radius=s * 0.09, fill=skin)
     if layout == "blister":
-        d.rectangle([cx - s * 0.6, cy - s * 0.45, cx + s * 0.6, cy + s * 0.45], fill=_jitter(rng, (200, 200, 205), 12))
+        d.rectangle([cx - s * 0.6, cy - s * 0.45, cx + s * 0.6, cy + s * 0.45], fill=jitter(rng, (200, 200, 205), 12))
     if layout == "bag":
-        d.rectangle([cx - s * 0.6, cy - s * 0.6, cx + s * 0.6, cy + s * 0.6], fill=_jitter(rng, (215, 220, 225), 10),
+        d.rectangle([cx - s * 0.6, cy - s * 0.6, cx + s * 0.6, cy + s * 0.6], fill=jitter(rng, (215, 220, 225), 10),
                     outline=(240, 240, 240))
         d.rectangle([cx - s * 0.6, cy - s * 0.6, cx + s * 0.6, cy - s * 0.5], fill=(200, 60, 60))
     n = int(rng.integers(1, 16))
@@ -244,28 +244,28 @@ def _pill_group(d, rng, cx, cy, s, vitamin: bool = False) -> None:
 def _purple(rng, confuser: bool = False) -> Colour:
     """Promethazine-codeine purple; grape soda and wine reach further into red and blue."""
     h = rng.uniform(0.7, 0.97) if confuser else rng.uniform(0.74, 0.88)
-    return _hsv(h, rng.uniform(0.45, 0.9), rng.uniform(0.3, 0.75))
+    return hsv(h, rng.uniform(0.45, 0.9), rng.uniform(0.3, 0.75))
 
 
-def _cup(d, rng, cx, cy, s, liquid: Colour, double: bool, cup_col: Colour = (245, 245, 240)) -> None:
+def cup(d, rng, cx, cy, s, liquid: Colour, double: bool, cup_col: Colour = (245, 245, 240)) -> None:
     top, bot, h = s * 0.45, s * 0.32, s * 1.0
     y0, y1 = cy - h / 2, cy + h / 2
-    d.polygon([(cx - top, y0), (cx + top, y0), (cx + bot, y1), (cx - bot, y1)], fill=_jitter(rng, cup_col, 6))
+    d.polygon([(cx - top, y0), (cx + top, y0), (cx + bot, y1), (cx - bot, y1)], fill=jitter(rng, cup_col, 6))
     if double:
-        d.line([(cx - top * 0.97, y0 + h * 0.12), (cx + top * 0.97, y0 + h * 0.12)], fill=_darker(cup_col, 0.85), width=2)
-    d.ellipse([cx - top, y0 - s * 0.1, cx + top, y0 + s * 0.1], fill=_darker(cup_col, 0.92))
+        d.line([(cx - top * 0.97, y0 + h * 0.12), (cx + top * 0.97, y0 + h * 0.12)], fill=darker(cup_col, 0.85), width=2)
+    d.ellipse([cx - top, y0 - s * 0.1, cx + top, y0 + s * 0.1], fill=darker(cup_col, 0.92))
     d.ellipse([cx - top * 0.85, y0 - s * 0.07, cx + top * 0.85, y0 + s * 0.08], fill=liquid)
     if rng.random() < 0.4:
-        d.line([(cx + top * 0.3, y0), (cx + top * 0.6, y0 - s * 0.5)], fill=_hsv(rng.random(), 0.7, 0.9), width=max(1, int(s * 0.04)))
+        d.line([(cx + top * 0.3, y0), (cx + top * 0.6, y0 - s * 0.5)], fill=hsv(rng.random(), 0.7, 0.9), width=max(1, int(s * 0.04)))
 
 
 def _bottle(d, rng, cx, cy, s, liquid: Colour, label: Colour) -> None:
     w, h = s * 0.45, s * 1.1
-    glass = _jitter(rng, (120, 75, 35) if rng.random() < 0.5 else (215, 215, 220), 10)
+    glass = jitter(rng, (120, 75, 35) if rng.random() < 0.5 else (215, 215, 220), 10)
     d.rounded_rectangle([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], radius=s * 0.06, fill=glass)
     level = rng.uniform(0.3, 0.9)
     d.rectangle([cx - w / 2 + 2, cy + h / 2 - h * level, cx + w / 2 - 2, cy + h / 2 - 2], fill=liquid)
-    d.rectangle([cx - w * 0.25, cy - h / 2 - s * 0.15, cx + w * 0.25, cy - h / 2], fill=_jitter(rng, (240, 240, 240), 10))
+    d.rectangle([cx - w * 0.25, cy - h / 2 - s * 0.15, cx + w * 0.25, cy - h / 2], fill=jitter(rng, (240, 240, 240), 10))
     d.rectangle([cx - w / 2, cy - h * 0.1, cx + w / 2, cy + h * 0.25], fill=label)
     for k in range(3):
         y = cy - h * 0.05 + k * h * 0.09
@@ -273,66 +273,66 @@ def _bottle(d, rng, cx, cy, s, liquid: Colour, label: Colour) -> None:
 
 
 def _syrup_cup(d, rng, cx, cy, s) -> None:
-    _cup(d, rng, cx, cy, s, _purple(rng), double=rng.random() < 0.7)
+    cup(d, rng, cx, cy, s, _purple(rng), double=rng.random() < 0.7)
     if rng.random() < 0.3:  # candy or a soda bottle beside it
         for _ in range(int(rng.integers(2, 6))):
             x, y = cx + rng.uniform(-s, s), cy + s * 0.5 + rng.uniform(0, s * 0.2)
-            d.rectangle([x, y, x + s * 0.1, y + s * 0.08], fill=_hsv(rng.random(), 0.8, 0.9))
+            d.rectangle([x, y, x + s * 0.1, y + s * 0.08], fill=hsv(rng.random(), 0.8, 0.9))
 
 
 def _syrup_bottle(d, rng, cx, cy, s) -> None:
-    _bottle(d, rng, cx, cy, s, _purple(rng), _jitter(rng, (250, 250, 250) if rng.random() < 0.6 else (240, 140, 40), 8))
+    _bottle(d, rng, cx, cy, s, _purple(rng), jitter(rng, (250, 250, 250) if rng.random() < 0.6 else (240, 140, 40), 8))
     if rng.random() < 0.4:
-        _cup(d, rng, cx + s * 0.6, cy + s * 0.2, s * 0.6, _purple(rng), double=True)
+        cup(d, rng, cx + s * 0.6, cy + s * 0.2, s * 0.6, _purple(rng), double=True)
 
 
 def _vitamins(d, rng, cx, cy, s) -> None:
     if rng.random() < 0.65:  # a labelled vitamin jar beside the pills
-        bc = _jitter(rng, (250, 250, 250) if rng.random() < 0.5 else (200, 110, 30), 10)
+        bc = jitter(rng, (250, 250, 250) if rng.random() < 0.5 else (200, 110, 30), 10)
         d.rounded_rectangle([cx - s * 0.6, cy - s * 0.6, cx - s * 0.05, cy + s * 0.4], radius=s * 0.05, fill=bc)
-        d.rectangle([cx - s * 0.6, cy - s * 0.3, cx - s * 0.05, cy + s * 0.1], fill=_hsv(rng.random(), 0.6, 0.9))
-        d.rectangle([cx - s * 0.5, cy - s * 0.75, cx - s * 0.15, cy - s * 0.6], fill=_jitter(rng, (250, 250, 250), 5))
+        d.rectangle([cx - s * 0.6, cy - s * 0.3, cx - s * 0.05, cy + s * 0.1], fill=hsv(rng.random(), 0.6, 0.9))
+        d.rectangle([cx - s * 0.5, cy - s * 0.75, cx - s * 0.15, cy - s * 0.6], fill=jitter(rng, (250, 250, 250), 5))
         _pill_group(d, rng, cx + s * 0.3, cy + s * 0.2, s * 0.7, vitamin=True)
     else:
         _pill_group(d, rng, cx, cy, s, vitamin=True)
 
 
 def _green_food(d, rng, cx, cy, s) -> None:
-    d.ellipse([cx - s * 0.7, cy - s * 0.55, cx + s * 0.7, cy + s * 0.55], fill=_jitter(rng, (245, 245, 242), 6))
+    d.ellipse([cx - s * 0.7, cy - s * 0.55, cx + s * 0.7, cy + s * 0.55], fill=jitter(rng, (245, 245, 242), 6))
     kind = rng.choice(["salad", "broccoli", "matcha"])
     if kind == "matcha":
-        _cup(d, rng, cx, cy, s * 0.8, _hsv(rng.uniform(0.2, 0.3), 0.6, 0.6), double=False)
+        cup(d, rng, cx, cy, s * 0.8, hsv(rng.uniform(0.2, 0.3), 0.6, 0.6), double=False)
         return
     for _ in range(int(rng.integers(12, 35))):
         x, y = cx + rng.normal(0, s * 0.25), cy + rng.normal(0, s * 0.18)
         r = s * rng.uniform(0.06, 0.14)
-        col = _hsv(rng.uniform(0.2, 0.36), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8))
+        col = hsv(rng.uniform(0.2, 0.36), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8))
         if kind == "salad":
-            d.polygon(_rot(_ellipse_pts(r * 1.6, r * 0.7, 10), rng.uniform(0, math.pi), x, y), fill=col)
+            d.polygon(rotate(_ellipse_pts(r * 1.6, r * 0.7, 10), rng.uniform(0, math.pi), x, y), fill=col)
         else:
             d.ellipse([x - r, y - r, x + r, y + r], fill=col)
     for _ in range(int(rng.integers(0, 6))):
         x, y = cx + rng.normal(0, s * 0.25), cy + rng.normal(0, s * 0.18)
         r = s * 0.08
-        d.ellipse([x - r, y - r, x + r, y + r], fill=_hsv(rng.choice([0.0, 0.12, 0.08]), 0.8, 0.85))
+        d.ellipse([x - r, y - r, x + r, y + r], fill=hsv(rng.choice([0.0, 0.12, 0.08]), 0.8, 0.85))
 
 
 def _houseplant(d, rng, cx, cy, s) -> None:
     d.polygon([(cx - s * 0.3, cy + s * 0.2), (cx + s * 0.3, cy + s * 0.2), (cx + s * 0.22, cy + s * 0.7),
-               (cx - s * 0.22, cy + s * 0.7)], fill=_hsv(rng.uniform(0, 0.1), 0.6, rng.uniform(0.4, 0.8)))
-    col = _hsv(rng.uniform(0.22, 0.38), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7))
+               (cx - s * 0.22, cy + s * 0.7)], fill=hsv(rng.uniform(0, 0.1), 0.6, rng.uniform(0.4, 0.8)))
+    col = hsv(rng.uniform(0.22, 0.38), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.7))
     for _ in range(int(rng.integers(4, 12))):
         a = rng.uniform(-math.pi * 0.95, -math.pi * 0.05)
         L = s * rng.uniform(0.3, 0.6)
         tip = (cx + math.cos(a) * L, cy + s * 0.2 + math.sin(a) * L)
-        d.line([(cx, cy + s * 0.2), tip], fill=_darker(col), width=1)
-        d.polygon(_rot(_ellipse_pts(s * 0.16, s * 0.07, 12), a, *tip), fill=_jitter(rng, col, 12))
+        d.line([(cx, cy + s * 0.2), tip], fill=darker(col), width=1)
+        d.polygon(rotate(_ellipse_pts(s * 0.16, s * 0.07, 12), a, *tip), fill=jitter(rng, col, 12))
 
 
 def _purple_drink(d, rng, cx, cy, s) -> None:
     liquid = _purple(rng, confuser=True)
     if rng.random() < 0.25:  # grape soda in a disposable cup: the hardest confuser
-        _cup(d, rng, cx, cy, s, liquid, double=False, cup_col=_jitter(rng, (230, 230, 230), 20))
+        cup(d, rng, cx, cy, s, liquid, double=False, cup_col=jitter(rng, (230, 230, 230), 20))
         return
     top, bot, h = s * 0.38, s * 0.3, s * 1.0
     y0, y1 = cy - h / 2, cy + h / 2
@@ -343,17 +343,17 @@ def _purple_drink(d, rng, cx, cy, s) -> None:
         x, y = cx + rng.uniform(-top * 0.6, top * 0.4), lvl + rng.uniform(0, h * 0.3)
         d.rectangle([x, y, x + s * 0.14, y + s * 0.14], fill=(225, 230, 240), outline=(250, 250, 255))
     if rng.random() < 0.5:
-        d.ellipse([cx + top * 0.5, y0 - s * 0.1, cx + top * 0.5 + s * 0.25, y0 + s * 0.15], fill=_hsv(0.15, 0.8, 0.95))
+        d.ellipse([cx + top * 0.5, y0 - s * 0.1, cx + top * 0.5 + s * 0.25, y0 + s * 0.15], fill=hsv(0.15, 0.8, 0.95))
 
 
 def _money(d, rng, cx, cy, s) -> None:
-    base = _hsv(rng.uniform(0.22, 0.32), rng.uniform(0.15, 0.35), rng.uniform(0.55, 0.8))
+    base = hsv(rng.uniform(0.22, 0.32), rng.uniform(0.15, 0.35), rng.uniform(0.55, 0.8))
     for k in range(int(rng.integers(3, 10))):
         pts = np.array([[-s * 0.6, -s * 0.27], [s * 0.6, -s * 0.27], [s * 0.6, s * 0.27], [-s * 0.6, s * 0.27]])
         a = rng.normal(0, 0.4)
         x, y = cx + rng.normal(0, s * 0.12), cy + rng.normal(0, s * 0.12)
-        d.polygon(_rot(pts, a, x, y), fill=_jitter(rng, base, 8), outline=_darker(base, 0.6))
-        d.polygon(_rot(_ellipse_pts(s * 0.13, s * 0.15, 10), a, x, y), fill=_darker(base, 0.75))
+        d.polygon(rotate(pts, a, x, y), fill=jitter(rng, base, 8), outline=darker(base, 0.6))
+        d.polygon(rotate(_ellipse_pts(s * 0.13, s * 0.15, 10), a, x, y), fill=darker(base, 0.75))
 
 
 # Lines of the pictures' text. Dealers' price menus name drugs and prices; everybody
@@ -379,7 +379,7 @@ _ICON_FOR = {"weed": "weed_leaf", "pills": "pills", "syrup": "syrup_cup"}
 
 
 @functools.lru_cache(maxsize=64)
-def _font(px: int) -> ImageFont.FreeTypeFont:
+def load_font(px: int) -> ImageFont.FreeTypeFont:
     """Pillow's bundled scalable font: the same glyphs on every machine, so the same bytes."""
     return ImageFont.load_default(size=max(6, px))
 
@@ -391,13 +391,13 @@ def _screenshot(d, rng, cx, cy, s, menu: bool = False) -> None:
     ink = (225, 225, 225) if dark else (40, 40, 40)
     W = d.im.size[0]
     d.rectangle([0, 0, W, W], fill=bg)
-    d.rectangle([0, 0, W, W * 0.08], fill=_jitter(rng, (60, 60, 70) if dark else (235, 235, 240), 8))
-    font = _font(int(W * rng.uniform(0.055, 0.075)))
+    d.rectangle([0, 0, W, W * 0.08], fill=jitter(rng, (60, 60, 70) if dark else (235, 235, 240), 8))
+    font = load_font(int(W * rng.uniform(0.055, 0.075)))
     kind = "menu" if menu else str(rng.choice(["chat", "chat", "note", "food"]))
     y = W * 0.12
     if kind in ("menu", "food"):
         title = str(rng.choice(MENU_TITLES)) if kind == "menu" else str(rng.choice(("MENU", "SPECIALS", "TODAY")))
-        d.text((W * 0.06, y), title, fill=_hsv(rng.random(), 0.8, 0.9), font=_font(int(W * 0.09)))
+        d.text((W * 0.06, y), title, fill=hsv(rng.random(), 0.8, 0.9), font=load_font(int(W * 0.09)))
         y += W * 0.13
         cls = str(rng.choice(list(MENU_ITEMS)))
         while y < W * 0.9:
@@ -431,9 +431,9 @@ def _screenshot(d, rng, cx, cy, s, menu: bool = False) -> None:
 def _caption_on_image(im: Image.Image, rng, text: str) -> None:
     """Meme text: white capitals with a black outline, at the top or the bottom."""
     W, H = im.size
-    d = _Draw(im)
+    d = Canvas(im)
     px = int(min(W, H) * rng.uniform(0.07, 0.11))
-    font = _font(px)
+    font = load_font(px)
     # wrap to the width (one or two lines)
     words, lines, cur = text.split(), [], ""
     for w in words:
@@ -457,9 +457,9 @@ def _caption_on_image(im: Image.Image, rng, text: str) -> None:
 
 
 def _selfie(d, rng, cx, cy, s) -> None:
-    skin = _hsv(rng.uniform(0.03, 0.09), rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.95))
-    hair = _hsv(rng.uniform(0.02, 0.12), rng.uniform(0.3, 0.9), rng.uniform(0.05, 0.7))
-    d.rectangle([cx - s * 0.7, cy + s * 0.45, cx + s * 0.7, cy + s * 1.5], fill=_hsv(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.9)))
+    skin = hsv(rng.uniform(0.03, 0.09), rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.95))
+    hair = hsv(rng.uniform(0.02, 0.12), rng.uniform(0.3, 0.9), rng.uniform(0.05, 0.7))
+    d.rectangle([cx - s * 0.7, cy + s * 0.45, cx + s * 0.7, cy + s * 1.5], fill=hsv(rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.2, 0.9)))
     d.ellipse([cx - s * 0.42, cy - s * 0.62, cx + s * 0.42, cy + s * 0.3], fill=hair)
     d.ellipse([cx - s * 0.35, cy - s * 0.45, cx + s * 0.35, cy + s * 0.5], fill=skin)
     for ex in (-0.14, 0.14):
@@ -470,42 +470,42 @@ def _selfie(d, rng, cx, cy, s) -> None:
 def _landscape(d, rng, cx, cy, s) -> None:
     W = d.im.size[0]
     horizon = W * rng.uniform(0.4, 0.7)
-    sky = _hsv(rng.choice([0.58, 0.6, 0.07]), rng.uniform(0.2, 0.6), rng.uniform(0.7, 1.0))
+    sky = hsv(rng.choice([0.58, 0.6, 0.07]), rng.uniform(0.2, 0.6), rng.uniform(0.7, 1.0))
     d.rectangle([0, 0, W, horizon], fill=sky)
     for _ in range(int(rng.integers(0, 3))):
         x = rng.uniform(0, W)
         d.polygon([(x - W * 0.4, horizon), (x, horizon - W * rng.uniform(0.1, 0.3)), (x + W * 0.4, horizon)],
-                  fill=_hsv(rng.uniform(0.55, 0.7), 0.2, rng.uniform(0.35, 0.6)))
-    d.rectangle([0, horizon, W, W], fill=_hsv(rng.choice([0.1, 0.3, 0.55, 0.13]), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.8)))
+                  fill=hsv(rng.uniform(0.55, 0.7), 0.2, rng.uniform(0.35, 0.6)))
+    d.rectangle([0, horizon, W, W], fill=hsv(rng.choice([0.1, 0.3, 0.55, 0.13]), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.8)))
     r = W * rng.uniform(0.04, 0.09)
     sx, sy = rng.uniform(0.1, 0.9) * W, horizon * rng.uniform(0.2, 0.8)
     d.ellipse([sx - r, sy - r, sx + r, sy + r], fill=(255, 240, 190))
 
 
 def _food(d, rng, cx, cy, s) -> None:
-    d.ellipse([cx - s * 0.7, cy - s * 0.55, cx + s * 0.7, cy + s * 0.55], fill=_jitter(rng, (245, 245, 240), 8))
+    d.ellipse([cx - s * 0.7, cy - s * 0.55, cx + s * 0.7, cy + s * 0.55], fill=jitter(rng, (245, 245, 240), 8))
     kind = rng.choice(["pizza", "burger", "pasta", "cake"])
     if kind == "pizza":
-        d.ellipse([cx - s * 0.5, cy - s * 0.4, cx + s * 0.5, cy + s * 0.4], fill=_hsv(0.1, 0.6, 0.9))
+        d.ellipse([cx - s * 0.5, cy - s * 0.4, cx + s * 0.5, cy + s * 0.4], fill=hsv(0.1, 0.6, 0.9))
         for _ in range(int(rng.integers(4, 10))):
             x, y, r = cx + rng.normal(0, s * 0.18), cy + rng.normal(0, s * 0.14), s * 0.07
-            d.ellipse([x - r, y - r, x + r, y + r], fill=_hsv(0.0, 0.8, 0.7))
+            d.ellipse([x - r, y - r, x + r, y + r], fill=hsv(0.0, 0.8, 0.7))
     elif kind == "burger":
         for k, col in enumerate([(200, 140, 60), (60, 160, 60), (110, 60, 30), (240, 200, 60), (200, 140, 60)]):
             y = cy - s * 0.3 + k * s * 0.13
             d.ellipse([cx - s * 0.45, y, cx + s * 0.45, y + s * 0.18], fill=col)
     else:
-        col = _hsv(rng.uniform(0, 0.15), rng.uniform(0.3, 0.8), rng.uniform(0.5, 0.95))
+        col = hsv(rng.uniform(0, 0.15), rng.uniform(0.3, 0.8), rng.uniform(0.5, 0.95))
         for _ in range(int(rng.integers(10, 30))):
             x, y, r = cx + rng.normal(0, s * 0.2), cy + rng.normal(0, s * 0.15), s * rng.uniform(0.04, 0.1)
-            d.ellipse([x - r, y - r, x + r, y + r], fill=_jitter(rng, col, 20))
+            d.ellipse([x - r, y - r, x + r, y + r], fill=jitter(rng, col, 20))
 
 
 def _pet(d, rng, cx, cy, s) -> None:
-    fur = _hsv(rng.uniform(0.04, 0.12), rng.uniform(0, 0.6), rng.uniform(0.1, 0.95))
+    fur = hsv(rng.uniform(0.04, 0.12), rng.uniform(0, 0.6), rng.uniform(0.1, 0.95))
     d.ellipse([cx - s * 0.55, cy - s * 0.1, cx + s * 0.45, cy + s * 0.45], fill=fur)
     hx, hy = cx + s * 0.4, cy - s * 0.15
-    d.ellipse([hx - s * 0.25, hy - s * 0.25, hx + s * 0.25, hy + s * 0.22], fill=_jitter(rng, fur, 8))
+    d.ellipse([hx - s * 0.25, hy - s * 0.25, hx + s * 0.25, hy + s * 0.22], fill=jitter(rng, fur, 8))
     d.polygon([(hx - s * 0.2, hy - s * 0.15), (hx - s * 0.1, hy - s * 0.45), (hx, hy - s * 0.2)], fill=fur)
     d.polygon([(hx + s * 0.05, hy - s * 0.2), (hx + s * 0.15, hy - s * 0.45), (hx + s * 0.22, hy - s * 0.12)], fill=fur)
     for ex in (-0.08, 0.1):
@@ -514,24 +514,24 @@ def _pet(d, rng, cx, cy, s) -> None:
 
 def _party(d, rng, cx, cy, s) -> None:
     W = d.im.size[0]
-    d.rectangle([0, 0, W, W], fill=_hsv(rng.uniform(0.6, 0.9), 0.6, rng.uniform(0.05, 0.25)))
+    d.rectangle([0, 0, W, W], fill=hsv(rng.uniform(0.6, 0.9), 0.6, rng.uniform(0.05, 0.25)))
     for _ in range(int(rng.integers(8, 25))):  # lights
         x, y, r = rng.uniform(0, W), rng.uniform(0, W * 0.6), W * rng.uniform(0.01, 0.05)
-        d.ellipse([x - r, y - r, x + r, y + r], fill=_hsv(rng.random(), 0.7, 1.0))
+        d.ellipse([x - r, y - r, x + r, y + r], fill=hsv(rng.random(), 0.7, 1.0))
     for _ in range(int(rng.integers(2, 6))):  # people
         x = rng.uniform(0, W)
         d.ellipse([x - W * 0.05, W * 0.45, x + W * 0.05, W * 0.58], fill=(20, 20, 25))
         d.rectangle([x - W * 0.08, W * 0.58, x + W * 0.08, W], fill=(25, 25, 30))
     if rng.random() < 0.5:  # red party cups
         for _ in range(int(rng.integers(1, 4))):
-            _cup(d, rng, rng.uniform(0.2, 0.8) * W, W * 0.8, s * 0.35, (230, 200, 120), False, (200, 30, 30))
+            cup(d, rng, rng.uniform(0.2, 0.8) * W, W * 0.8, s * 0.35, (230, 200, 120), False, (200, 30, 30))
 
 
 def _car(d, rng, cx, cy, s) -> None:
-    body = _hsv(rng.random(), rng.uniform(0, 0.9), rng.uniform(0.2, 0.95))
+    body = hsv(rng.random(), rng.uniform(0, 0.9), rng.uniform(0.2, 0.95))
     d.rounded_rectangle([cx - s * 0.8, cy - s * 0.15, cx + s * 0.8, cy + s * 0.3], radius=s * 0.08, fill=body)
     d.polygon([(cx - s * 0.45, cy - s * 0.15), (cx - s * 0.25, cy - s * 0.45), (cx + s * 0.35, cy - s * 0.45),
-               (cx + s * 0.5, cy - s * 0.15)], fill=_darker(body, 0.85))
+               (cx + s * 0.5, cy - s * 0.15)], fill=darker(body, 0.85))
     d.polygon([(cx - s * 0.38, cy - s * 0.17), (cx - s * 0.22, cy - s * 0.4), (cx + s * 0.3, cy - s * 0.4),
                (cx + s * 0.42, cy - s * 0.17)], fill=(150, 190, 220))
     for wx in (-0.5, 0.5):
@@ -617,24 +617,24 @@ def _background_instagram(rng, W: int, look: Look) -> Image.Image:
     own = look.active and rng.random() < LOOK_KEPT
     hue, sat, val = (look.hue + rng.normal(0, 0.03), look.sat, look.val) if own else (
         rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.2, 0.9))
-    base = np.array(_hsv(hue, sat, val), np.float32)
+    base = np.array(hsv(hue, sat, val), np.float32)
     n = max(8, W // 2)
     small = np.clip(base + rng.normal(0, rng.uniform(10, 45), (k, k, 3)), 0, 255).astype(np.uint8)
     grid = np.asarray(Image.fromarray(small).resize((n, n), Image.BILINEAR), np.float32)
     grid += _light_and_texture(rng, n)[..., None] * np.array(rng.uniform(0.8, 1.2, 3), np.float32)
     im = Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8)).resize((W, W), Image.BILINEAR)
-    d = _Draw(im)
+    d = Canvas(im)
     if (look.table if own else rng.random() < 0.4):  # a wooden table top
         y = W * rng.uniform(0.3, 0.6)
-        wood = _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.7))
+        wood = hsv(rng.uniform(0.05, 0.1), rng.uniform(0.4, 0.7), rng.uniform(0.3, 0.7))
         d.rectangle([0, y, W, W], fill=wood)
         for _ in range(6):
             yy = rng.uniform(y, W)
-            d.line([(0, yy), (W, yy + rng.normal(0, 4))], fill=_darker(wood, 0.85), width=1)
+            d.line([(0, yy), (W, yy + rng.normal(0, 4))], fill=darker(wood, 0.85), width=1)
     for _ in range(int(rng.integers(1, 7))):  # clutter
         x, y = rng.uniform(0, W, 2)
         w, h = rng.uniform(W * 0.05, W * 0.35, 2)
-        col = _hsv(rng.random(), rng.uniform(0, 0.8), rng.uniform(0.1, 1.0))
+        col = hsv(rng.random(), rng.uniform(0, 0.8), rng.uniform(0.1, 1.0))
         if rng.random() < 0.5:
             d.rectangle([x, y, x + w, y + h], fill=col)
         else:
@@ -653,7 +653,7 @@ def _watermark(rng, im: Image.Image) -> Image.Image:
     """A stock-photo watermark: translucent diagonal bars or a corner logo."""
     W, H = im.size
     over = im.copy()
-    d = _Draw(over)
+    d = Canvas(over)
     col = (255, 255, 255) if rng.random() < 0.5 else (120, 120, 120)
     if rng.random() < 0.6:
         step = W * rng.uniform(0.2, 0.35)
@@ -733,7 +733,7 @@ def render(
       text: words drawn into the picture as a meme caption, or None.
       look: the poster's account seed (its :class:`Look`), or None for no habit.
       min_object: the object's smallest size as a share of the shorter side (Instagram style).
-      drawers: other object drawers by name (the pretext set, :mod:`drugjax.data.pretext`)
+      drawers: other object drawers by name (the pretext set, :mod:`drugjax.synthetic.pretext`)
         in place of the world's; ``full_frame`` names those that fill the frame.
     """
     if drawers is None:
@@ -757,7 +757,7 @@ def render(
     # and no phone filter is applied.
     web_photo = not insta and rng.random() < WEB_PHOTO_SHARE
     im = _background_instagram(rng, W, habit) if insta or web_photo else _background_web(rng, W)
-    d = _Draw(im)
+    d = Canvas(im)
     drawer = drawers[content]
     kw = {"menu": menu} if content == "screenshot" else {}
     cx = cy = W / 2
@@ -772,7 +772,7 @@ def render(
             _DRAWERS[other](d, rng, rng.uniform(0, W), rng.uniform(0, W), short * rng.uniform(0.15, 0.3))
         if rng.random() < 0.3 * clutter:  # smoke or haze
             over = im.copy()
-            od = _Draw(over)
+            od = Canvas(over)
             for _ in range(int(rng.integers(3, 8))):
                 x, y, r = rng.uniform(0, W), rng.uniform(0, W), W * rng.uniform(0.08, 0.25)
                 od.ellipse([x - r, y - r, x + r, y + r], fill=(210, 210, 215))

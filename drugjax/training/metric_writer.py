@@ -1,8 +1,5 @@
-"""The run's metric writers; the metrics themselves live in drugjax.evaluation.metrics.
-
-``METRICS``, ``binary_metrics`` and ``jsonable`` moved there (the text, fusion and
-evaluation stages use them too) and stay importable from here.
-"""
+"""The run's metric records: metrics.jsonl and TensorBoard events (the metrics
+themselves are computed by :mod:`drugjax.metrics`)."""
 
 from __future__ import annotations
 
@@ -13,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.evaluation.metrics import METRICS, binary_metrics, jsonable
-
-__all__ = ["METRICS", "MetricWriter", "binary_metrics", "jsonable"]
+from drugjax.metrics import jsonable
 
 
 class MetricWriter:

@@ -1,6 +1,6 @@
 """A synthetic world in the dataset format: the embedded default data of drugjax.
 
-``python -m drugjax.data.synthetic OUT --preset small|paper|tiny|deploy|hard --seed N [--image-size 96]``
+``python -m drugjax.synthetic OUT --preset small|paper|tiny|deploy|hard --seed N [--image-size 96]``
 
 The paper's data is not public, so drugjax ships a generator whose world has the paper's
 shapes (preset ``paper``: 4,819 labelled posts of which 1,260 drug-related; 675 / 2,421 /
@@ -50,8 +50,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from drugjax.data import draw, vocab
-from drugjax.data.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
+from drugjax.synthetic import draw
+from drugjax.synthetic import vocab
+from drugjax.synthetic.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
 
 GENERATOR_VERSION = 4  # bump whenever the same seed would give different bytes
 
@@ -801,7 +802,7 @@ def _is_previous_world(path: Path) -> bool:
         meta = json.loads((path / "world.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and meta.get("generator") == "drugjax.data.synthetic"
+    return isinstance(meta, dict) and meta.get("generator") == "drugjax.synthetic.world"
 
 
 def _plan_world(preset: str, seed: int, image_size: int, knobs: dict[str, Any]) -> "_World":
@@ -869,7 +870,7 @@ def generate(
     if out.exists() and any(out.iterdir()) and not _is_previous_world(out):
         raise FileExistsError(
             f"{out} is not empty and was not written by this generator (no world.json naming "
-            "drugjax.data.synthetic); nothing was changed. Choose an empty or new folder")
+            "drugjax.synthetic.world); nothing was changed. Choose an empty or new folder")
     world = _plan_world(preset, seed, image_size, knobs)
     out.parent.mkdir(parents=True, exist_ok=True)
     # A fresh folder of our own beside the target: nothing that exists is reused or deleted.
@@ -909,7 +910,7 @@ def _write_world(world: "_World", tmp: Path, preset: str, seed: int, image_size:
         _write_jsonl(tmp / "timelines" / f"{name}.jsonl", tl)
     counts = world_counts(posts, web, accounts, timelines)
     meta = {
-        "generator": "drugjax.data.synthetic",
+        "generator": "drugjax.synthetic.world",
         "version": GENERATOR_VERSION,
         "preset": preset,
         "seed": seed,
@@ -940,7 +941,7 @@ def world_counts(posts: list[dict], web: list[dict], accounts: list[dict], timel
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m drugjax.data.synthetic",
+    parser = argparse.ArgumentParser(prog="python -m drugjax.synthetic",
                                      description="Write a synthetic world in the drugjax dataset format.")
     parser.add_argument("out", help="destination folder (new, empty, or an earlier world to replace)")
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
