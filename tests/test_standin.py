@@ -18,6 +18,7 @@ from drugjax.training import build
 from drugjax.training.config import ConfigError
 from drugjax.training.inputs import PretextLoader
 from drugjax.training.checkpoint import read_params
+from drugjax.training.export import export
 from drugjax.training.loop import train_and_evaluate
 
 
@@ -160,11 +161,11 @@ def test_pretraining_runs_through_the_loop_and_exports_a_verified_backbone(tmp_p
     assert results["step"] == 2 and set(results["val"]) >= {"accuracy", "top5_accuracy", "majority_accuracy"}
     assert results["data"]["pretext_train"]["classes"] == len(pretext.CLASS_NAMES)
     weights, record = tmp_path / "standin.npz", tmp_path / "standin.json"
-    info = standin.export(run, weights, record, commit="abc")
+    info = export(run, weights, record, commit="abc")
     assert info["sha256"] == standin.provenance(weights, record)["sha256"]
     assert info["transform_input"] is False and info["steps"] == 2 and info["commit"] == "abc"
     first = weights.read_bytes()
-    standin.export(run, weights, record, commit="abc")
+    export(run, weights, record, commit="abc")
     assert weights.read_bytes() == first  # the same weights, the same bytes (and sha256)
     loaded = standin.load(weights, record)
     trained = read_params(run)
@@ -174,4 +175,4 @@ def test_pretraining_runs_through_the_loop_and_exports_a_verified_backbone(tmp_p
     results_json["interrupted"], results_json["step"] = True, 1
     (run / "results.json").write_text(json.dumps(results_json))
     with pytest.raises(WeightsError, match="stopped at step 1 of 2"):
-        standin.export(run, weights, record)
+        export(run, weights, record)
