@@ -84,7 +84,7 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
     import optax
 
     from drugjax.runtime import xla_cpu
-    from drugjax.models import InceptionV1, inception
+    from drugjax.models import InceptionV1, ops
     from drugjax.models.weights import from_torchvision
 
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
@@ -107,13 +107,13 @@ def drugjax_steps(args, state_dict, images, labels, *, fold: bool = True,
         import flax.linen as nn
         from jax import lax
 
-        saved = inception._flax_conv, inception.max_pool
-        inception._flax_conv = lax.conv_general_dilated
-        inception.max_pool = lambda x, k, s, pads: nn.max_pool(x, (k, k), (s, s), pads)
+        saved = ops.flax_conv, ops.max_pool
+        ops.flax_conv = lax.conv_general_dilated
+        ops.max_pool = lambda x, k, s, pads: nn.max_pool(x, (k, k), (s, s), pads)
         try:  # trace and compile now, with the plain ops in place
             train_step = train_step.lower(state[0], x, y, key).compile()
         finally:
-            inception._flax_conv, inception.max_pool = saved
+            ops.flax_conv, ops.max_pool = saved
 
     def run_train():
         state[0], loss = train_step(state[0], x, y, key)

@@ -8,7 +8,7 @@ convolutions.
 
 For each convolution: the forward, and the backward a training step needs (input and
 kernel gradients; the kernel gradient alone for conv1, whose input is the image).
-drugjax times the model's own convolutions (``inception.conv2d`` with its gradient,
+drugjax times the model's own convolutions (``ops.conv2d`` with its gradient,
 compiled with ``drugjax.runtime.xla_cpu``'s options, each inception block's three 1x1
 convolutions of the block input fused into one as the model computes them); torch times
 torchvision's (three separate 1x1 convolutions), channels_last, ``--threads`` threads,
@@ -84,7 +84,7 @@ def drugjax_times(args) -> dict[str, dict[str, float]]:
     import numpy as np
 
     from drugjax.runtime import xla_cpu
-    from drugjax.models.inception import conv2d
+    from drugjax.models.ops import conv2d
 
     rng = np.random.default_rng(0)
     out = {}

@@ -16,7 +16,7 @@ torchvision-layout weights in both.
 * drugjax float32 / bfloat16: ``InceptionV1(dtype=...)`` with float32 parameters, jitted.
   On GPU the model differentiates XLA's own convolution and max-pool
   (``lax.platform_dependent``: those hand-written gradients are CPU-only; BatchNorm +
-  ReLU's written-out backward, ``inception.batch_norm_relu``, runs everywhere); the script
+  ReLU's written-out backward, ``ops.batch_norm_relu``, runs everywhere); the script
   checks the lowered step for XLA's ``select_and_scatter`` and prints which gradient path
   ran. float32 convolutions follow JAX's default precision (TF32 on GPUs that have it).
 * PyTorch float32: channels_last, ``cudnn.benchmark``, cuDNN's default TF32 convolutions.

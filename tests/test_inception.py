@@ -234,7 +234,7 @@ def test_rejects_bad_input():
 @pytest.mark.parametrize("k,stride,pad", [(7, 2, 3), (1, 1, 0), (3, 1, 1), (3, 2, 1)])
 def test_conv_gradient_matches_autodiff(k, stride, pad):
     # conv2d's custom gradient (a matmul for the 1x1 kernel on CPU) against XLA's own.
-    from drugjax.models.inception import _conv, conv2d
+    from drugjax.models.ops import _conv, conv2d
 
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 11, 3))
     w = jax.random.normal(jax.random.PRNGKey(1), (k, k, 3, 4))
@@ -254,7 +254,7 @@ def test_max_pool_matches_reduce_window_and_its_gradient(window, stride, pads):
     # to the order in which overlapping windows' shares are added.
     import flax.linen as nn
 
-    from drugjax.models.inception import max_pool
+    from drugjax.models.ops import max_pool
 
     x = jnp.round(jax.nn.relu(jax.random.normal(jax.random.PRNGKey(0), (2, 9, 8, 3))) * 2)
     want_y, want_vjp = jax.vjp(lambda x: nn.max_pool(x, (window, window), (stride, stride), pads), x)
@@ -360,7 +360,7 @@ def test_batch_norm_relu_gradient_matches_autodiff(dtype):
     # The written-out backward of relu(BatchNorm(x)) in training mode against autodiff of
     # the same forward, with cotangents on all three outputs (the statistics' own
     # cotangents are zero in the model, where they only feed the running averages).
-    from drugjax.models.inception import _batch_norm_relu_fwd, batch_norm_relu
+    from drugjax.models.ops import _batch_norm_relu_fwd, batch_norm_relu
 
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
     x = (jax.random.normal(keys[0], (4, 5, 5, 8)) * 3 + 1).astype(dtype)

@@ -18,12 +18,12 @@ that torchvision's ImageNet weights can be imported unchanged (see
 * in training mode, BatchNorm's running variance takes the unbiased batch variance, as
   torch's does (flax's BatchNorm takes the biased one).
 
-On CPU, the max-pool and convolution-kernel gradients are written by hand (custom VJPs,
-same values as XLA's): XLA:CPU's own lowering of them made a training step about 1.7x
-slower (docs/benchmarks.md). The forward pass is plain XLA everywhere; for inference,
-``fold_batch_norm=True`` folds BatchNorm's running statistics into the convolutions. The
-three 1x1 convolutions of each inception block's input run as one convolution with their
-kernels concatenated at call time (``fuse_1x1``, on by default; same parameters).
+The max-pool, convolution and BatchNorm+ReLU kernels the network calls, with the
+gradients written by hand for XLA:CPU, live in :mod:`drugjax.models.ops`. The forward pass
+is plain XLA everywhere; for inference, ``fold_batch_norm=True`` folds BatchNorm's running
+statistics into the convolutions. The three 1x1 convolutions of each inception block's
+input run as one convolution with their kernels concatenated at call time (``fuse_1x1``,
+on by default; same parameters).
 
 Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's module names
 (``inception3a/branch2_1/conv``) so that weight conversion is a rename plus a transpose.
@@ -31,14 +31,14 @@ Inputs are NHWC (torchvision uses NCHW); parameter names mirror torchvision's mo
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from drugjax.models import ops
 
 Dtype = Any
 
@@ -69,238 +69,6 @@ def check_pool_layers(pool_layers: tuple[str, ...] | list[str]) -> None:
                          f"got {list(pool_layers)}")
 
 
-def _pool_taps(xp: jnp.ndarray, axis: int, window: int, stride: int, out: int):
-    """(t, strided slice of xp seen by tap t of every window along ``axis``), t in scan order."""
-    for t in range(window):
-        yield t, lax.slice_in_dim(xp, t, t + (out - 1) * stride + 1, stride, axis)
-
-
-def _pad_axis(x: jnp.ndarray, axis: int, pads: tuple[int, int], value) -> jnp.ndarray:
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = pads
-    return jnp.pad(x, widths, constant_values=value)
-
-
-def _max_pool_1d(x: jnp.ndarray, axis: int, window: int, stride: int, pads: tuple[int, int]) -> jnp.ndarray:
-    xp = _pad_axis(x, axis, pads, -jnp.inf)
-    out = (xp.shape[axis] - window) // stride + 1
-    return functools.reduce(jnp.maximum, (tap for _, tap in _pool_taps(xp, axis, window, stride, out)))
-
-
-def _separable_max_pool(window, stride, pads, x):
-    """Rows first (along W), then columns (along H): the same maxima as the 2-D window,
-    in two passes of ``window`` taps instead of one of ``window**2``."""
-    (pt, pb), (pl, pr) = pads
-    return _max_pool_1d(_max_pool_1d(x, 2, window, stride, (pl, pr)), 1, window, stride, (pt, pb))
-
-
-def _max_pool_grad_1d(x, y, g, axis, window, stride, pads):
-    """Gradient of ``y = _max_pool_1d(x, ...)``: each window's gradient goes to its first
-    maximum along ``axis`` (ties included)."""
-    xp = _pad_axis(x, axis, pads, -jnp.inf)
-    out = y.shape[axis]
-    zero = jnp.zeros((), g.dtype)
-    taken = jnp.zeros(y.shape, bool)
-    grad = jnp.zeros(xp.shape, g.dtype)
-    for t, tap in _pool_taps(xp, axis, window, stride, out):
-        hit = (tap == y) & ~taken
-        taken = taken | hit
-        # Place this tap's share back on the input grid: interior padding undoes the stride.
-        widths = [(0, 0, 0)] * x.ndim
-        widths[axis] = (t, xp.shape[axis] - t - (out - 1) * stride - 1, stride - 1)
-        grad = grad + lax.pad(jnp.where(hit, g, zero), zero, widths)
-    return lax.slice_in_dim(grad, pads[0], pads[0] + x.shape[axis], axis=axis)
-
-
-def _separable_max_pool_grad(window, stride, pads, x, y, g):
-    """The 2-D first maximum in torch's scan order (rows of the window top to bottom, each
-    left to right) is the first maximum of the first row that holds the window's maximum:
-    route the gradient through the columns pass, then through the rows pass. The rows
-    pass's output is recomputed (one pass of ``window`` taps) rather than kept."""
-    (pt, pb), (pl, pr) = pads
-    rows = _max_pool_1d(x, 2, window, stride, (pl, pr))
-    g_rows = _max_pool_grad_1d(rows, y, g, 1, window, stride, (pt, pb))
-    return _max_pool_grad_1d(x, rows, g_rows, 2, window, stride, (pl, pr))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def max_pool(x: jnp.ndarray, window: int, stride: int,
-             pads: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
-    """Max pool over H, W of an NHWC array, padding with -inf (torch's implicit padding).
-
-    On CPU, forward and gradient are separable: a max over each row of the window, then
-    over those row maxima; the gradient goes to the window's first maximum in scan order,
-    as torch's max_pool2d (and XLA's select-and-scatter) sends it. XLA:CPU's own
-    reduce_window and its gradient, a select-and-scatter over materialised index arrays,
-    were slower, and so was a hand-written gradient over the 2-D window's 9 taps (~16% of
-    a training step): the separable form made the whole step 1.04-1.12x faster and the
-    inference forward 1.04-1.10x (docs/benchmarks.md). Other platforms keep
-    reduce_window and XLA's gradient (``lax.platform_dependent``).
-    """
-    return lax.platform_dependent(x, cpu=functools.partial(_separable_max_pool, window, stride, pads),
-                                  default=functools.partial(_xla_max_pool, window, stride, pads))
-
-
-def _xla_max_pool(window, stride, pads, x):  # reduce_window: good on GPU/TPU
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
-
-
-def _max_pool_fwd(x, window, stride, pads):
-    y = max_pool(x, window, stride, pads)
-    return y, (x, y)
-
-
-def _max_pool_bwd(window, stride, pads, res, g):
-    x, y = res
-
-    def xla_grad(x, y, g):  # select-and-scatter: good on GPU/TPU
-        return jax.vjp(functools.partial(_xla_max_pool, window, stride, pads), x)[1](g)[0]
-
-    return (lax.platform_dependent(x, y, g, cpu=functools.partial(_separable_max_pool_grad, window, stride, pads),
-                                   default=xla_grad),)
-
-
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-def ceil_max_pool(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
-    """Max pool over H, W of an NHWC array like torch ``MaxPool2d(window, stride,
-    ceil_mode=True)`` with no explicit padding.
-
-    torch rounds the output size up, so the last window may hang over the bottom/right
-    edge; that overhang is padded with -inf (i.e. ignored). torch also drops a window that
-    would start entirely outside the input, which cannot happen for window >= stride.
-    """
-    pads = []
-    for size in x.shape[1:3]:
-        out = math.ceil((size - window) / stride) + 1
-        if (out - 1) * stride >= size:  # torch's rule; unreachable for window >= stride
-            out -= 1
-        pads.append((0, max(0, (out - 1) * stride + window - size)))
-    return max_pool(x, window, stride, (pads[0], pads[1]))
-
-
-_DIMS = ("NHWC", "HWIO", "NHWC")
-
-
-def _conv(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
-    return lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
-                                    dimension_numbers=_DIMS)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv2d(x: jnp.ndarray, w: jnp.ndarray, stride: int, pad: int) -> jnp.ndarray:
-    """NHWC x HWIO convolution with symmetric padding, as torch's ``Conv2d(padding=pad)``.
-
-    Forward and input gradient are XLA's own, and so is the kernel gradient of k > 1
-    kernels. On CPU the kernel gradient of a 1x1 convolution is one matrix product of the
-    input with the output gradient: XLA:CPU otherwise lowers it to a convolution whose
-    "kernel" is the whole feature map (6 against 11 ms for a block's 1x1 kernels). For
-    k > 1 an im2col product (patches of the input, one matmul) used to win the same way;
-    with XLA's Eigen convolutions (``drugjax.runtime.xla_cpu``) XLA's own kernel gradient is faster
-    (whole training step 1.06x at 96 px, 1.11x at 224; docs/benchmarks.md). Other
-    platforms keep XLA's own kernel gradient throughout (``lax.platform_dependent``).
-    """
-    return _conv(x, w, stride, pad)
-
-
-def _conv2d_fwd(x, w, stride, pad):
-    return _conv(x, w, stride, pad), (x, w)
-
-
-def _conv2d_bwd(stride, pad, res, g):
-    x, w = res
-    (dx,) = jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)[1](g)
-
-    def xla_grad(x, w, g):
-        return jax.vjp(lambda w_: _conv(x, w_, stride, pad), w)[1](g)[0]
-
-    if w.shape[:2] == (1, 1) and stride == 1 and pad == 0:
-        dw = lax.platform_dependent(x, w, g, cpu=_pointwise_kernel_grad, default=xla_grad)
-    else:
-        dw = xla_grad(x, w, g)
-    return dx, dw
-
-
-def _pointwise_kernel_grad(x, w, g):
-    """Kernel gradient of a 1x1, stride-1 convolution: x^T g over every position."""
-    cin, cout = w.shape[2:]
-    dw = lax.dot_general(x.reshape(-1, cin), g.reshape(-1, cout), (((0,), (0,)), ((), ())),
-                         preferred_element_type=jnp.float32)
-    return dw.reshape(w.shape).astype(w.dtype)
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
-def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-               dimension_numbers=None, feature_group_count=1, precision=None, **unused):
-    """Adapter with ``lax.conv_general_dilated``'s signature for ``nn.Conv``: only the
-    plain strided, symmetrically padded convolutions of this model are routed here."""
-    (pt, pb), (pl, pr) = padding
-    dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-    if not (pt == pb == pl == pr and window_strides[0] == window_strides[1]
-            and feature_group_count == 1 and not dilated):
-        raise NotImplementedError("conv2d supports symmetric padding, equal strides, "
-                                  "no dilation and no feature groups")
-    return conv2d(lhs, rhs, window_strides[0], pt)
-
-
-def _batch_statistics(xf: jnp.ndarray, axis_name: str | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Per-channel mean and biased variance, the variance in two passes (see BatchNorm);
-    with ``axis_name``, each averaged over that mapped axis in turn."""
-    axes = tuple(range(xf.ndim - 1))
-    mean = jnp.mean(xf, axes)
-    if axis_name is not None:
-        mean = lax.pmean(mean, axis_name)
-    var = jnp.mean(jnp.square(xf - mean), axes)
-    if axis_name is not None:
-        var = lax.pmean(var, axis_name)
-    return mean, var
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_relu(x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray, epsilon: float):
-    """relu(BatchNorm(x)) in training mode over the last axis, in float32, with its batch
-    mean and biased variance: ``(relu output as x.dtype, mean, var)``.
-
-    The gradient is written out: with xhat = (x - mean) / sqrt(var + eps) and dy the
-    output gradient where the output is positive, dbias = sum(dy), dscale = sum(dy * xhat),
-    dx = scale / sqrt(var + eps) * (dy - (dbias + xhat * dscale) / n), plus the terms of
-    the mean's and variance's own cotangents. Autodiff of the two-pass variance spreads
-    the same arithmetic over more passes over the activations: this backward reads x and
-    dy twice (the sums, then dx): BatchNorm with ReLU forward and backward ran 1.5-1.9x
-    faster on inception3 and conv3 shapes on CPU, the whole training step 1.07x at 224 px
-    (docs/benchmarks.md).
-    """
-    return _batch_norm_relu_fwd(x, scale, bias, epsilon)[0]
-
-
-def _batch_norm_relu_fwd(x, scale, bias, epsilon):
-    xf = x.astype(jnp.float32)
-    mean, var = _batch_statistics(xf)
-    inv = lax.rsqrt(var + epsilon)
-    y = jnp.maximum((xf - mean) * (inv * scale.astype(jnp.float32)) + bias.astype(jnp.float32), 0.0)
-    return (y.astype(x.dtype), mean, var), (x, y, mean, inv, scale)
-
-
-def _batch_norm_relu_bwd(epsilon, res, cotangents):
-    x, y, mean, inv, scale = res
-    dout, dmean, dvar = cotangents
-    axes = tuple(range(x.ndim - 1))
-    n = x.size // x.shape[-1]
-    xhat = (x.astype(jnp.float32) - mean) * inv
-    dy = jnp.where(y > 0, dout.astype(jnp.float32), 0.0)
-    dbias = jnp.sum(dy, axes)
-    dscale = jnp.sum(dy * xhat, axes)
-    mul = inv * scale.astype(jnp.float32)
-    # dmean, dvar: cotangents of the returned statistics (zero when they only feed the
-    # running averages); d var / d x = 2 (x - mean) / n = 2 xhat / (inv n).
-    dx = mul * (dy - (dbias + xhat * dscale) / n) + (dmean + 2.0 * dvar * xhat / inv) / n
-    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
-
-
-batch_norm_relu.defvjp(_batch_norm_relu_fwd, _batch_norm_relu_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -344,11 +112,11 @@ class BatchNorm(nn.Module):
         sync = self.axis_name is not None and not self.is_initializing()
         fused = self.relu and not self.use_running_average and not sync
         if fused:
-            y, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
+            y, mean, var = ops.batch_norm_relu(x, scale, bias, self.epsilon)
         elif self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            mean, var = _batch_statistics(xf, self.axis_name if sync else None)
+            mean, var = ops.batch_statistics(xf, self.axis_name if sync else None)
         if not self.use_running_average and not self.is_initializing():
             n = x.size // c
             if sync:
@@ -408,7 +176,7 @@ class BasicConv2d(nn.Module):
             strides=(self.stride, self.stride),
             padding=[(self.padding, self.padding)] * 2,
             use_bias=False,
-            conv_general_dilated=_flax_conv,
+            conv_general_dilated=ops.flax_conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",
@@ -427,7 +195,7 @@ class BasicConv2d(nn.Module):
         against about 1.7% unfolded): extract features in float32 for exactness.
         """
         kernel, shift = _fold(self.variables["params"], self.variables["batch_stats"])
-        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
+        y = ops.conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
         return nn.relu((y.astype(jnp.float32) + shift).astype(self.dtype))
 
 
@@ -466,7 +234,7 @@ class Inception(nn.Module):
         b2 = conv(ch3x3, 3, 1, "branch2_1")(b2, train)
         b3 = conv(ch5x5, 3, 1, "branch3_1")(b3, train)  # 3x3, as in torchvision
         # MaxPool2d(3, 1, padding=1, ceil_mode=True): same size, -inf border.
-        b4 = max_pool(x, 3, 1, ((1, 1), (1, 1)))
+        b4 = ops.max_pool(x, 3, 1, ((1, 1), (1, 1)))
         b4 = conv(pool_proj, 1, 0, "branch4_1")(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
@@ -489,12 +257,12 @@ class Inception(nn.Module):
             folded = [_fold(params[n], stats[n]) for n in names]
             kernel = jnp.concatenate([k for k, _ in folded], axis=-1).astype(self.dtype)
             shift = jnp.concatenate([b for _, b in folded])
-            y = conv2d(x, kernel, 1, 0)
+            y = ops.conv2d(x, kernel, 1, 0)
             y = nn.relu((y.astype(jnp.float32) + shift).astype(self.dtype))
             return jnp.split(y, cuts, axis=-1)
         kernel = jnp.concatenate([params[n]["conv"]["kernel"] for n in names], axis=-1)
-        # Through _flax_conv, as nn.Conv calls it (bench/backbone.py swaps it for XLA's).
-        y = _flax_conv(x, kernel.astype(self.dtype), (1, 1), ((0, 0), (0, 0)), dimension_numbers=_DIMS)
+        # Through ops.flax_conv, as nn.Conv calls it (bench/backbone.py swaps it for XLA's).
+        y = ops.flax_conv(x, kernel.astype(self.dtype), (1, 1), ((0, 0), (0, 0)), dimension_numbers=ops.DIMS)
         return [conv(f, 1, 0, n)(part, train, convolved=True)
                 for f, n, part in zip(sizes, names, jnp.split(y, cuts, axis=-1))]
 
@@ -564,10 +332,10 @@ class InceptionV1(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name,
                   fold_batch_norm=self.fold_batch_norm)
         x = BasicConv2d(64, 7, stride=2, padding=3, name="conv1", **kw)(x, train)
-        x = ceil_max_pool(x, 3, 2)
+        x = ops.ceil_max_pool(x, 3, 2)
         x = BasicConv2d(64, 1, name="conv2", **kw)(x, train)
         x = BasicConv2d(192, 3, padding=1, name="conv3", **kw)(x, train)
-        x = ceil_max_pool(x, 3, 2)
+        x = ops.ceil_max_pool(x, 3, 2)
         check_pool_layers(self.pool_layers)
         pooled = []  # blocks after the last pooled one stay (their parameters load); jit drops their work
 
@@ -579,10 +347,10 @@ class InceptionV1(nn.Module):
 
         for name in ("inception3a", "inception3b"):
             x = block(name, x)
-        x = ceil_max_pool(x, 3, 2)
+        x = ops.ceil_max_pool(x, 3, 2)
         for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
             x = block(name, x)
-        x = ceil_max_pool(x, 2, 2)
+        x = ops.ceil_max_pool(x, 2, 2)
         for name in ("inception5a", "inception5b"):
             x = block(name, x)
         x = pooled[0] if len(pooled) == 1 else jnp.concatenate(pooled, axis=-1)
