@@ -18,95 +18,12 @@ report.html holds both tables and every figure in one page. See docs/evaluation.
 docs/accounts.md.
 """
 
-from __future__ import annotations
-
-if __name__ == "__main__":  # first, before the imports: glibc reads its tunables at start
+if __name__ == "__main__":
+    # First, before the imports: glibc reads its tunables when the process starts.
     from drugjax.runtime.huge_pages import reexec_with_huge_pages
 
     reexec_with_huge_pages()
 
-import logging
-import sys
+    from drugjax.evaluate import main  # the entry point and its configs ship in the package
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from drugjax.evaluation.config import register_configs
-from drugjax.runtime.hydra_record import record_writer
-
-register_configs()
-
-
-def run(cfg: DictConfig) -> dict:
-    """Run the protocol per ``cfg``, print Table 1 and where the files are; returns
-    :func:`drugjax.evaluation.protocol.run`'s summary."""
-    from drugjax.runtime.textsafe import escape_controls
-    from drugjax.evaluation import account_protocol, protocol
-    from drugjax.evaluation.config import check, to_config, train_config
-    from drugjax.evaluation.dealers import format_table2_markdown
-    from drugjax.evaluation.report import write_model_card, write_report
-    from drugjax.evaluation.tables import format_table1_markdown
-    from drugjax.training import inputs
-    from drugjax.training.config import ConfigError
-
-    for name in ("absl", "jax"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    config = to_config(cfg)
-    workdir = config.workdir
-    if workdir is None:
-        if not HydraConfig.initialized():
-            raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
-        workdir = HydraConfig.get().runtime.output_dir
-    check(config)
-    sources = inputs.load_sources(train_config(config))
-    out = protocol.run(config, workdir, sources=sources, on_start=record_writer(cfg))
-    counts, seconds = out["counts"], out["seconds"]
-    print(f"Table 1 ({counts['posts']} posts, {counts['positives']} drug-related; {config.data.num_folds} folds "
-          f"by {config.split}; {seconds['total']:.0f} s)\n", flush=True)
-    print(format_table1_markdown(out["table1"]), flush=True)
-    if "accounts" in sources and len(sources["accounts"]):
-        accounts = account_protocol.run(config, workdir, sources["accounts"])
-        out["accounts"] = accounts
-        out["files"].update(accounts["files"])
-        c = accounts["counts"]
-        if accounts["skipped"]:
-            print(f"\n{accounts['skipped']}", flush=True)
-        else:
-            print(f"\nTable 2 ({c['accounts']} accounts, dealers: expert 1 {c['exp1_dealers']}, expert 2 "
-                  f"{c['exp2_dealers']}; {config.dealers.num_folds} folds)\n", flush=True)
-            print(format_table2_markdown(accounts["table2"]), flush=True)
-    else:
-        print("\nno accounts.jsonl in the data: Table 2 and Figure 5 need accounts with timelines (skipped)",
-              flush=True)
-    out["files"]["report"] = write_report(workdir, title=f"drugjax evaluation: {config.name}")
-    card = write_model_card(workdir)
-    if card is not None:
-        out["files"]["model_card"] = card
-    print(f"wrote {', '.join(sorted(p.name for p in out['files'].values()))} in {escape_controls(workdir)}", flush=True)
-    return out
-
-
-@hydra.main(config_path="conf", config_name="evaluate", version_base=None)
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: user errors end in one ``error:`` line and exit status 1; a
-    backbone checkpoint refused for leakage (drugjax.evaluation.leakage) with status 2."""
-    from drugjax.data.builders import BuildError
-    from drugjax.runtime.textsafe import escape_controls
-    from drugjax.evaluation.leakage import LeakageError
-    from drugjax.models.weights import WeightsError
-    from drugjax.training.config import ConfigError
-
-    try:
-        run(cfg)
-    except LeakageError as e:  # a backbone that saw the posts it would score: exit 2
-        print(f"error: {escape_controls(e)}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except (ConfigError, BuildError, WeightsError, FileNotFoundError) as e:
-        message = str(e) if isinstance(e, BuildError) else escape_controls(e)  # BuildError escapes its data itself
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
     main()

@@ -44,12 +44,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from drugjax.conf import packaged
+from drugjax.errors import UserError
 from drugjax.data.schema import parse_timestamp
 from drugjax.text import normalize_text
 
 FEATURE_NAMES: tuple[str, ...] = ("P", "H1", "H2", "H3", "H4", "R1", "R2", "R3", "E")
 HOUR_BINS: tuple[tuple[int, int], ...] = ((0, 6), (6, 12), (12, 18), (18, 24))
-DEFAULT_BLACKLIST = Path(__file__).resolve().parent.parent / "conf" / "blacklist.yaml"
+DEFAULT_BLACKLIST = packaged("blacklist.yaml")
 EVIDENCE_SOURCES: tuple[str, ...] = ("bio", "comment")  # where a match sets E (paper, Section 3.4)
 CONTEXT_CHARS = 30  # characters of context kept either side of an evidence match
 
@@ -57,7 +59,7 @@ CONTEXT_CHARS = 30  # characters of context kept either side of an evidence matc
 PostProbability = Callable[[Sequence[Mapping[str, Any]]], np.ndarray]
 
 
-class BlacklistError(ValueError):
+class BlacklistError(UserError, ValueError):
     """The blacklist file cannot be used; the message names the file and the entry."""
 
 

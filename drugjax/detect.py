@@ -42,12 +42,14 @@ from typing import Any
 
 import numpy as np
 
+from drugjax.conf import packaged
+from drugjax.errors import USER_ERRORS, UserError, print_error
 from drugjax.accounts import FEATURE_NAMES, Blacklist, account_table
 from drugjax.data import schema
 from drugjax.runtime.textsafe import csv_cell, escape_controls
 from drugjax.text import normalize_text
 
-DEFAULT_DICTIONARY = Path(__file__).resolve().parent.parent / "conf" / "dictionary.yaml"
+DEFAULT_DICTIONARY = packaged("dictionary.yaml")
 NOTICE = ("This is a list for human review, not a verdict. A score ranks accounts by how much they resemble "
           "those the experts judged dealers in the training data; it establishes nothing about anyone. "
           "Read the evidence and the posts before any step is taken.")
@@ -56,7 +58,7 @@ POSTS_SHOWN = 3  # most drug-like posts shown per account
 MIN_TAG_COUNT = 2  # a candidate tag co-occurs on at least this many drug-scored posts
 
 
-class DetectError(ValueError):
+class DetectError(UserError, ValueError):
     """A user error: missing file, bad dictionary; the message says which and the fix."""
 
 
@@ -304,12 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pseudonymize", metavar="KEYFILE", help="replace usernames, @mentions and post ids by keyed "
                     "pseudonyms (the key is created if missing; keep it outside ROOT and OUT)")
     args = ap.parse_args(argv)
-    from drugjax.data.pseudonym import KeyFileError
-
     try:
         result = review(args.root, args.models, args.out, dictionary=args.dictionary, pseudonymize=args.pseudonymize)
-    except (DetectError, KeyFileError, FileNotFoundError) as err:
-        print(f"error: {escape_controls(err)}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print_error(err)
         return 1
     c = result["counts"]
     if c["rejected_records"]:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from drugjax.data.schema import DEFAULT_MAX_PIXELS
+from drugjax.errors import USER_ERRORS, UserError, print_error
 from drugjax.runtime.textsafe import escape_controls
 
 
@@ -48,90 +49,70 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(UserError):
+    """A command line that cannot run as given (a ROOT that is not a folder, no CSV named)."""
+
+
+def _existing_root(path: str, what: str = "") -> Path:
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"dataset ROOT {root} is not a folder{what}")
+    return root
+
+
 def _validate(args) -> int:
     from drugjax.data.validate import print_report, validate, write_rejections
 
-    root = Path(args.root)
-    if not root.is_dir():
-        print(f"error: dataset ROOT {root} is not a folder; pass the folder that holds "
-              f"posts.jsonl, web.jsonl and accounts.jsonl", file=sys.stderr)
-        return 2
+    root = _existing_root(args.root, "; pass the folder that holds posts.jsonl, web.jsonl and accounts.jsonl")
     report = validate(root, max_pixels=args.max_pixels)
     print_report(report, sys.stdout)
     if args.rejected:
         write_rejections(report, args.rejected)
-        print(f"wrote {len(report.rejections)} rejections to {args.rejected}")
+        print(f"wrote {len(report.rejections)} rejections to {escape_controls(args.rejected)}")
     return 0 if report.ok else 1
 
 
 def _import(args) -> int:
     from drugjax.data import instaloader_import as imp
-    from drugjax.data.pseudonym import KeyFileError, Pseudonymizer, load_or_create_key
+    from drugjax.data.pseudonym import Pseudonymizer, load_or_create_key
 
     pseudo, created = None, False
     if args.pseudonymize:
         try:
             key, created = load_or_create_key(Path(args.pseudonymize),
                                               forbidden=[Path(args.out), *map(Path, args.sources)])
-        except (KeyFileError, OSError) as e:
-            print(f"error: {escape_controls(e)}", file=sys.stderr)
-            return 2
+        except OSError as e:
+            raise UsageError(f"key file {args.pseudonymize}: {e}") from None
         pseudo = Pseudonymizer(key)
-    try:
-        report = imp.import_folders(args.sources, args.out, pseudonymizer=pseudo, copy=args.copy)
-    except imp.ImportRootError as e:
-        print(f"error: {escape_controls(e)}", file=sys.stderr)
-        return 2
+    report = imp.import_folders(args.sources, args.out, pseudonymizer=pseudo, copy=args.copy)
     if created:
         report.key_created = Path(args.pseudonymize)
     imp.print_report(report, sys.stdout)
     return 1 if report.problems else 0
 
 
-def _root_or_error(path: str) -> Path | None:
-    root = Path(path)
-    if not root.is_dir():
-        print(f"error: dataset ROOT {root} is not a folder", file=sys.stderr)
-        return None
-    return root
-
-
-def _root_with_csv_files(args) -> Path | None:
-    """The ROOT of ``export-unlabelled`` / ``label``, or None after one error line."""
-    root = _root_or_error(args.root)
-    if root is not None and not (args.posts or args.accounts):
-        print("error: pass --posts CSV and/or --accounts CSV", file=sys.stderr)
-        return None
+def _root_with_csv_files(args) -> Path:
+    """The ROOT of ``export-unlabelled`` / ``label``, which need at least one CSV file."""
+    root = _existing_root(args.root)
+    if not (args.posts or args.accounts):
+        raise UsageError("pass --posts CSV and/or --accounts CSV")
     return root
 
 
 def _export(args) -> int:
-    from drugjax.data.labels import LabelFileError, export_unlabelled
+    from drugjax.data.labels import export_unlabelled
 
-    root = _root_with_csv_files(args)
-    if root is None:
-        return 2
-    try:
-        counts = export_unlabelled(root, posts_csv=args.posts, accounts_csv=args.accounts)
-    except LabelFileError as e:
-        print(f"error: {escape_controls(e)}", file=sys.stderr)
-        return 2
+    counts = export_unlabelled(_root_with_csv_files(args), posts_csv=args.posts, accounts_csv=args.accounts)
     for what, n in sorted(counts.items()):
         print(f"  {n:>7}  {what}")
     return 0
 
 
 def _label(args) -> int:
-    from drugjax.data.labels import LabelFileError, apply_labels
+    from drugjax.data.labels import apply_labels
 
-    root = _root_with_csv_files(args)
-    if root is None:
-        return 2
-    try:
-        report = apply_labels(root, posts_csv=args.posts, accounts_csv=args.accounts, relabel=args.relabel)
-    except LabelFileError as e:
-        print(f"error: {escape_controls(e)}", file=sys.stderr)
-        return 2
+    report = apply_labels(_root_with_csv_files(args), posts_csv=args.posts, accounts_csv=args.accounts,
+                          relabel=args.relabel)
     for what, n in sorted(report.counts.items()):
         print(f"  {n:>7}  {what}")
     if report.problems:
@@ -145,10 +126,16 @@ def _label(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0: all good, 1: some records or rows were
-    rejected / not imported / not applied and are listed, 2: usage error)."""
+    rejected / not imported / not applied and are listed, 2: usage error, printed as one
+    ``error:`` line)."""
     args = _parser().parse_args(argv)
-    return {"validate": _validate, "import-instaloader": _import, "export-unlabelled": _export,
-            "label": _label}[args.command](args)
+    command = {"validate": _validate, "import-instaloader": _import, "export-unlabelled": _export,
+               "label": _label}[args.command]
+    try:
+        return command(args)
+    except USER_ERRORS as e:
+        print_error(e)
+        return 2
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from drugjax.errors import UserError
 import drugjax
 from drugjax.runtime.digest import digest_bytes
 from drugjax.runtime.logs import quiet_absl
@@ -75,8 +76,10 @@ first; `python -m drugjax.synthetic ROOT` writes a synthetic one.
 """
 
 
-class BuildError(ValueError):
+class BuildError(UserError, ValueError):
     """A build refused its input (too many rejected records, missing ROOT, ...)."""
+
+    preescaped = True  # the data it quotes is escaped where the message is made
 
 
 @dataclasses.dataclass(eq=False)

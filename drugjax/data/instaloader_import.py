@@ -30,6 +30,7 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
+from drugjax.errors import UserError
 from drugjax.data import rootfiles, schema
 from drugjax.data.pseudonym import Pseudonymizer
 from drugjax.runtime.textsafe import escape_controls
@@ -53,7 +54,7 @@ _USERNAME = re.compile(r"[A-Za-z0-9._]{1,64}")
 _PROFILE_PIC = re.compile(r".*_profile_pic\.(jpg|jpeg|png|webp)$")
 
 
-class ImportRootError(Exception):
+class ImportRootError(UserError):
     """A problem that stops the whole import (bad ROOT, mixed keys); nothing was written."""
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+from drugjax.errors import UserError
 from drugjax.data import rootfiles, schema
 from drugjax.runtime.textsafe import escape_controls
 
@@ -34,7 +35,7 @@ ACCOUNT_COLUMNS = ("username", "expert1", "expert2")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserError, ValueError):
     """A CSV file that cannot be used at all (missing, no header, missing columns)."""
 
 

@@ -17,6 +17,8 @@ import re
 import secrets
 from pathlib import Path
 
+from drugjax.errors import UserError
+
 # Instaloader's own mention pattern (instaloader/structures.py, ``_mention_regex``,
 # MIT licence), so that what is replaced is exactly what ``Post.caption_mentions`` finds.
 MENTION_REGEX = re.compile(r"(?:^|\W|_)(?:@)(\w(?:(?:\w|(?:\.(?!\.))){0,28}(?:\w))?)", re.ASCII)
@@ -24,7 +26,7 @@ MENTION_REGEX = re.compile(r"(?:^|\W|_)(?:@)(\w(?:(?:\w|(?:\.(?!\.))){0,28}(?:\w
 KEY_BYTES = 32
 
 
-class KeyFileError(ValueError):
+class KeyFileError(UserError, ValueError):
     """A key file that cannot be used; the message says which and what to do."""
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from drugjax.errors import UserError
 from drugjax.runtime.textsafe import escape_controls
 
 POSTS_FILE = "posts.jsonl"
@@ -92,7 +93,7 @@ class Loaded:
         c[1] += bad
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file that cannot be used; ``str(e)`` is the reason reported to the user."""
 
 

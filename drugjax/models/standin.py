@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from drugjax.errors import print_error
 from drugjax.runtime.digest import digest_file
 from drugjax.models.weights import Variables, WeightsError, load_backbone
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         info = provenance()
     except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
     print(f"ok: {WEIGHTS_FILE} matches sha256 {info['sha256']}")
     return 0

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from drugjax.errors import UserError, print_error
 from drugjax.models.inception import InceptionV1
 from drugjax.runtime.trees import flatten
 
@@ -50,7 +51,7 @@ _LEAF_TO_TORCH = {
 _TORCH_TO_LEAF = {v: k for k, v in _LEAF_TO_TORCH.items()}
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file or state dict does not fit InceptionV1."""
 
 
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = convert(args.src, args.dst)
     except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     print(f"wrote {out} ({len(expected_torchvision_shapes(None))} backbone arrays"
           f"{' + classifier' if 'fc.weight' in _read_state_dict(out) else ''})")

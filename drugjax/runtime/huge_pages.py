@@ -82,13 +82,21 @@ def started_for_this_script(argv: list[str] | None = None, orig_argv: list[str] 
     return any(arg == script or os.path.abspath(arg) == os.path.abspath(script) for arg in started)
 
 
-def reexec_with_huge_pages() -> None:
+def started_for_module(module: str, orig_argv: list[str] | None = None) -> bool:
+    """Whether the interpreter was started as ``python -m MODULE``."""
+    started = (orig_argv if orig_argv is not None else sys.orig_argv)[1:]
+    return any(started[i:i + 2] == ["-m", module] for i in range(len(started))) or f"-m{module}" in started
+
+
+def reexec_with_huge_pages(module: str | None = None) -> None:
     """Restart this process with the tunable when :func:`wanted` and the process was
-    started for this script (:func:`started_for_this_script`); otherwise return.
+    started for this script (:func:`started_for_this_script`) or, given ``module``, as
+    ``python -m module``; otherwise return.
 
     Call it first thing in an entry point's ``if __name__ == "__main__":`` block, never
     from library code: the process is replaced."""
-    if not (wanted() and started_for_this_script()):
+    started = started_for_this_script() or (module is not None and started_for_module(module))
+    if not (wanted() and started):
         return
     sys.stdout.flush()
     sys.stderr.flush()

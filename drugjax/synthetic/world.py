@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from drugjax.errors import print_error
 from drugjax.synthetic import draw
 from drugjax.synthetic import vocab
 from drugjax.synthetic.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
@@ -955,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = generate(args.out, args.preset, args.seed, args.image_size, workers=args.workers)
     except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     meta = json.loads((root / "world.json").read_text())
     c = meta["counts"]

@@ -34,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from drugjax.errors import UserError
 from drugjax.runtime.logs import quiet_absl
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _global_arrays(tree: Any) -> Any:
     return jax.tree.map(to_global, tree)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be restored."""
 
 

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from drugjax.errors import UserError
+
 
 @dataclass
 class BackboneConfig:
@@ -185,7 +187,7 @@ def register_configs() -> None:
 
 
 # --------------------------------------------------------------------------- checks
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value that cannot work (named, with the fix)."""
 
 

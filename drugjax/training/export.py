@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from drugjax.errors import print_error
 from drugjax.models import standin
 from drugjax.models.weights import WeightsError, to_torchvision
 from drugjax.runtime.digest import digest_file
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         info = export(args.run, commit=args.commit)
     except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
     weights = standin.WEIGHTS_FILE
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB, sha256 {info['sha256'][:16]}...) "

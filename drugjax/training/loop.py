@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
+from drugjax.errors import UserError
 from drugjax.training import build, inputs, provenance, resume
 from drugjax.training.checkpoint import Checkpoints, read_params
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config, to_config
@@ -37,7 +38,7 @@ from drugjax.training.steps import DataParallel, make_steps
 log = logging.getLogger(__name__)
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(UserError, FloatingPointError):
     """The loss or a gradient became NaN or Inf."""
 
 
