@@ -94,7 +94,7 @@ def folds_for_split(split: str, labels: Any, accounts: Sequence[str], n_splits: 
 
 
 def id_folds(ids: Sequence[str], n_splits: int = 5) -> np.ndarray:
-    """The trainer's fold of each post: :func:`fold_of`\ ``(id, n_splits)``."""
+    """The trainer's fold of each post: ``fold_of(id, n_splits)``."""
     return np.array([fold_of(i, n_splits) for i in ids], dtype=np.int64)
 
 
