@@ -16,8 +16,7 @@ from hydra import compose, initialize_config_dir
 from train_support import EVALUATE_TINY as TINY, write_root
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import evaluate  # noqa: E402  (registers the structured config)
+from drugjax import evaluate  # noqa: E402  (registers the structured config)
 
 from drugjax.data import load_posts  # noqa: E402
 from drugjax.data.builders import synthetic_root  # noqa: E402

@@ -11,8 +11,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import evaluate  # noqa: E402  (registers the structured config)
+from drugjax import evaluate  # noqa: E402  (registers the structured config)
 
 from drugjax.evaluation import account_protocol  # noqa: E402
 from drugjax.evaluation.config import to_config  # noqa: E402

@@ -15,8 +15,7 @@ from hydra import compose, initialize_config_dir
 from train_support import EVALUATE_TINY as TINY, make_sources, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import evaluate  # noqa: E402  (registers the structured config)
+from drugjax import evaluate  # noqa: E402  (registers the structured config)
 
 from drugjax.data import pipeline  # noqa: E402
 from drugjax.evaluation.leakage import LeakageError  # noqa: E402

@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 from train_support import write_root
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train  # noqa: E402  (registers the structured config)
+from drugjax import train  # noqa: E402  (registers the structured config)
 
 CONF = str(ROOT / "conf")
 
