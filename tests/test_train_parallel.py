@@ -4,7 +4,7 @@ dropout on when its masks are drawn for the global batch (``dropout_axis_name``)
 
 Runs in a subprocess because the number of host devices is fixed when JAX starts. Every
 step is blocked on: with 4 forced devices on a 2-core machine, collectives of many
-in-flight steps can deadlock (DESIGN.md).
+in-flight steps can deadlock (seen on this project's 2-core machines).
 """
 
 import json

@@ -1,6 +1,6 @@
 """A drugjax installed from its wheel, outside the checkout, runs its commands.
 
-The wheel is built from the repository (``pip wheel .``) and installed with ``pip install``
+The wheel is built from (a copy of) the repository (``pip wheel .``) and installed with ``pip install``
 into a fresh venv in a temporary folder; the commands then run there, with the temporary
 folder as the working directory, so nothing can come from the checkout: the configs, the
 dictionary, the blacklist and the stand-in's weights must all travel inside the package.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -40,7 +41,11 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("wheel")
     wheels, venv, work = base / "wheels", base / "venv", base / "work"
     work.mkdir()
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(wheels)], cwd=base)
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    source = base / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "__pycache__", "runs", "outputs", "multirun", "data", ".pytest_cache"))
+    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(wheels)], cwd=base)
     _run([sys.executable, "-m", "venv", str(venv)], cwd=base)
     python = venv / "bin" / "python"
     venv_site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],

@@ -1,13 +1,12 @@
-"""Transparent huge pages for XLA:CPU's buffers: train.py and evaluate.py restart
-themselves once with glibc's ``glibc.malloc.hugetlb=1`` tunable.
+"""Transparent huge pages for XLA:CPU's buffers: train.py and evaluate.py (and
+``python -m drugjax.train`` / ``drugjax.evaluate``) restart themselves once with glibc's ``glibc.malloc.hugetlb=1`` tunable.
 
 XLA:CPU takes every execution's buffers from malloc, and glibc serves blocks that large
 with fresh memory from the kernel (mmap) and gives it back when they are freed. Every
-training step therefore touches its temporaries page by page again: at 224 px, batch 32,
-2.5 GB of them, 614,000 page faults per step, about 0.4 s of a 3 s step on the 2-core
-machine measured. With the tunable glibc asks for transparent huge pages (``madvise``),
-and a step takes about 2,000 faults: 1.13-1.23x faster at 224 px (docs/benchmarks.md).
-Numbers, results and memory use are unchanged (peak RSS 4.5 GB either way).
+training step therefore touches its gigabytes of temporaries page by page again, one
+page fault per 4 KiB. With the tunable glibc asks for transparent huge pages
+(``madvise``), and the faults drop by two orders of magnitude (the measured faults and
+speed-up are in docs/benchmarks.md). Results and memory use are unchanged.
 
 glibc reads its tunables once, when the process starts, so the entry point calls
 :func:`reexec_with_huge_pages` before anything else and the process replaces itself (same

@@ -4,11 +4,10 @@ which takes none, per ahead-of-time compilation: :func:`compile_per_signature`).
 By default XLA:CPU hands convolutions, dot products and reductions to YNNPACK. For
 Inception-v1 on the CPUs measured here, its Eigen convolutions are faster (forward,
 input and kernel gradients alike) while YNNPACK's reductions are faster than XLA's own
-(BatchNorm's batch statistics): with convolutions left to Eigen and dots and reductions
-kept on YNNPACK, the training step runs 1.17x faster at 224 px and 1.08x at 96 px (batch
-32) and the folded inference forward 1.33x; with reductions moved off YNNPACK too
-(``LIBRARY_FUSION_TYPE_DOT`` alone) the training step is 2x slower
-(docs/benchmarks.md). Results stay within the torchvision fixture's tolerances.
+(BatchNorm's batch statistics). So convolutions go to Eigen while dots and reductions
+stay on YNNPACK; moving reductions off YNNPACK too (``LIBRARY_FUSION_TYPE_DOT`` alone)
+makes the training step much slower. docs/benchmarks.md holds the measured speed-ups.
+Results stay within the torchvision fixture's tolerances.
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ def compile_per_signature(traceable: Any) -> Callable:
     compiled ahead of time with :func:`options`, once for each new signature of its
     arguments (tree structure, shapes, dtypes, weak types, shardings), where jit would
     compile again. Returned unchanged where there are no options (GPUs, an XLA without
-    them). The fine-tuning step at 96 px runs 1.10x faster so than as ``jax.pmap``
-    compiles it (docs/training.md, "Speed on a CPU")."""
+    them). The fine-tuning step runs faster so than as ``jax.pmap`` compiles it
+    (docs/training.md, "Speed on a CPU")."""
     opts = options()
     if not opts:
         return traceable

@@ -6,7 +6,7 @@ The steps are written for one device holding its share of the global batch, with
 unreplicated with ``in_axes=None`` and returned with ``out_axes=None``) or with
 ``jax.jit(jax.shard_map(...))`` over a one-axis ``data`` mesh.
 
-The shard_map pitfall (DESIGN.md): with shard_map's varying-manual-axes typing, the
+The shard_map pitfall: with shard_map's varying-manual-axes typing, the
 gradient of a loss computed from device-varying data with respect to *replicated*
 parameters is already summed over devices by the transpose rule, so a further ``pmean``
 makes it n times too large. The step therefore first casts the parameters to "varying"
