@@ -43,8 +43,14 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     work.mkdir()
     # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
     source = base / "source"
-    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "*.egg-info", "__pycache__", "runs", "outputs", "multirun", "data", ".pytest_cache"))
+    skipped = {".git", "build", "runs", "outputs", "multirun", "data", ".pytest_cache"}
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder) == REPO
+        return [n for n in names if n == "__pycache__" or n.endswith(".egg-info")
+                or (top and (n in skipped or n.startswith(".venv")))]
+
+    shutil.copytree(REPO, source, symlinks=True, ignore=ignore)
     _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(wheels)], cwd=base)
     _run([sys.executable, "-m", "venv", str(venv)], cwd=base)
     python = venv / "bin" / "python"
