@@ -1,17 +1,9 @@
-"""Train the image model of Yang & Luo (2016): Inception-v1 -> shared trunk -> task heads.
+"""Train the image model of Yang & Luo (2016) (backbone, shared trunk, task heads).
 
-    python train.py                                  # the paper's MT MLP on the embedded synthetic world
-    python train.py experiment=finetune              # end to end from the stand-in backbone
-    python train.py experiment=paper_mlp             # Table 1's single-task MLP baseline
-    python train.py data=dir data.root=/path/to/ROOT steps=2000 data.batch_size=64
-    python train.py -m model.relation_weight=0,0.25,0.5,0.75,1   # relation-weight ablation
-    python train.py -m hparams_search=optuna         # Optuna TPE (pip install -e '.[sweep]')
+    python train.py [group=option ...] [key=value ...]
 
-A run lives in runs/<name>; running the same command again resumes from its latest
-checkpoint. A multirun lives in runs/<name>-multirun/, one numbered directory per job
-(<job>/.hydra/overrides.yaml says which), with summary.csv and summary.md across the
-jobs; the same sweep again resumes its jobs, a different one there is refused. See
-docs/training.md.
+The same as ``python -m drugjax.train``: the entry point and its configs ship in the package
+(drugjax/train.py lists the common commands; docs/training.md explains them).
 """
 
 if __name__ == "__main__":
