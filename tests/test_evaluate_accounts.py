@@ -3,7 +3,6 @@ Table 1 on the tiny world (compose API), and the account protocol on its own."""
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import joblib

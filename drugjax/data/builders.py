@@ -104,7 +104,7 @@ def _world_name(preset: str, seed: int, image_size: int) -> str:
 
     # The generator's version and a digest of its code are part of the name: a changed
     # generator makes new worlds instead of serving stale cached ones.
-    code = digest_bytes(*(Path(module.__file__).read_bytes() for module in (synthetic, draw)), length=8)
+    code = digest_bytes(*(Path(module.__file__).read_bytes() for module in (world, draw)), length=8)
     return f"synthetic_{preset}_seed{seed}_{image_size}px_gen{world.GENERATOR_VERSION}_{code}"
 
 
