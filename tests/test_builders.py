@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from drugjax.data import builders as B
+from drugjax.data import folds
 from drugjax.data import pipeline as P
 from drugjax.data import schema
 from drugjax.synthetic import world
@@ -86,7 +87,7 @@ def test_round_trip_reads_back_the_loaders_records(built):
     post = sources["posts"][1]
     assert post["id"] == "p1" and post["caption"] == "caption 1 💊 dm for menu"
     assert post["tags"] == ["weed", "t1"] and post["comments"] == ["comment 1"]
-    assert post["drug"] == 1 and post["kind"] == 1 and post["fold"] == schema.fold_of("p1")
+    assert post["drug"] == 1 and post["kind"] == 1 and post["fold"] == folds.fold_of("p1")
     assert json.loads(post["json"])["extra"] == {"likes": 1}
     assert sources["posts"][2]["image"] == b""  # the post without an image
     web = [sources["web"][i] for i in range(len(sources["web"]))]
