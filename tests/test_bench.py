@@ -107,6 +107,7 @@ def test_convolution_inventory_is_the_models():
     assert one_by_one == [("inception 1x1 of the block input", "inception3a.1x1", 28, 192, 64 + 96 + 16, 1, 1, 0)]
 
 
+@pytest.mark.slow  # an Inception-v1 step lowered twice; the GPU benchmark's own check
 def test_gpu_benchmark_lowers_xla_gradients_for_gpus():
     # bench/gpu_backbone.py measures the gradients GPUs use: lowered for CUDA (from this
     # CPU-only machine, through jax.export) the step has XLA's select_and_scatter for each

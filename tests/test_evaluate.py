@@ -1,6 +1,7 @@
 """evaluate.py: the post-recognition protocol on tiny data through Hydra's compose API
 (complete Table 1 and files; predictions out of fold, each post once; folds by account;
-the missing-modality rule on a user ROOT), and user errors as one line via subprocess."""
+the missing-modality rule on a user ROOT), and user errors as one line (in this process, and once
+through the real script)."""
 
 import csv
 import json
@@ -172,12 +173,20 @@ def test_user_root_post_without_image_is_scored_by_text_and_without_text_by_imag
     ("fusion.weight=1.5", "fusion.weight and fusion.weights must lie in [0, 1]"),
     ("model.backbone.weights=missing.npz", "model.backbone.weights=missing.npz: no such file"),
 ])
-def test_bad_config_is_one_error_line_and_exit_1(tmp_path, override, message):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), override, f"workdir={tmp_path / 'run'}",
-                           f"data.data_dir={tmp_path / 'cache'}"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.strip()[len('error: '):]}"]
-    assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+def test_bad_config_is_one_error_line_and_exit_1(tmp_path, override, message, call_main):
+    refused = call_main(evaluate.main, override, f"workdir={tmp_path / 'run'}", f"data.data_dir={tmp_path / 'cache'}",
+                        cwd=tmp_path)
+    assert refused.code == 1
+    assert refused.err.strip().splitlines() == [f"error: {refused.err.strip()[len('error: '):]}"]
+    assert message in refused.err and "Traceback" not in refused.err + refused.out
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_evaluate_py_as_a_script_refuses_in_one_line(tmp_path):
+    # The one real evaluate.py process of the suite: the script, its re-exec and its exit.
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "data=dir", f"workdir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: data.root is required with data=dir: python evaluate.py data=dir data.root=PATH"
+    assert not (tmp_path / "run").exists()

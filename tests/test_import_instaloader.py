@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from datetime import timezone
 from pathlib import Path
 
@@ -23,7 +20,6 @@ from drugjax.data.__main__ import main as cli
 from drugjax.data.pseudonym import Pseudonymizer
 from drugjax.data.validate import validate
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def records(path: Path) -> list[dict]:
@@ -323,14 +319,14 @@ def test_tags_follow_instaloader_caption_hashtags():
         assert imp.caption_hashtags(caption) == post.caption_hashtags, caption
 
 
-def test_collection_to_training_through_train_py(collection, tmp_path):
+def test_collection_to_training_through_train_py(collection, tmp_path, call_main):
     """Download -> import -> export for annotation -> label -> validate -> train.py data=dir."""
     root = tmp_path / "root"
     assert cli(["import-instaloader", *map(str, sources(collection)), "--out", str(root)]) == 0
     # straight after the import nothing is labelled yet: one clear error, no traceback
-    unlabelled = _train(root, tmp_path, "unlabelled")
-    assert unlabelled.returncode == 1 and "Traceback" not in unlabelled.stderr
-    assert "error: none of the 12 posts has a drug label (0 or 1) yet; label them first" in unlabelled.stderr
+    unlabelled = _train(root, tmp_path, "unlabelled", call_main)
+    assert unlabelled.code == 1 and "Traceback" not in unlabelled.err
+    assert "error: none of the 12 posts has a drug label (0 or 1) yet; label them first" in unlabelled.err
     todo = tmp_path / "todo.csv"
     assert cli(["export-unlabelled", str(root), "--posts", str(todo)]) == 0
     rows = list(csv.DictReader(todo.open(encoding="utf-8")))
@@ -347,19 +343,18 @@ def test_collection_to_training_through_train_py(collection, tmp_path):
     assert all(r["drug"] in (0, 1) for r in records(root / "posts.jsonl"))
     assert cli(["validate", str(root)]) == 0
 
-    proc = _train(root, tmp_path, "run")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = _train(root, tmp_path, "run", call_main)
+    assert trained.code == 0, trained.err[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["step"] == 2
 
 
-def _train(root: Path, tmp_path: Path, run: str) -> subprocess.CompletedProcess:
+def _train(root: Path, tmp_path: Path, run: str, call_main):
     """train.py data=dir on ROOT with a tiny model, as tests/test_train_hydra.py runs it."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=dir", f"data.root={root}", "data.sources=[posts]",
-         f"data.data_dir={tmp_path / 'cache'}", "data.image_size=16", "model.backbone.name=tiny",
-         "model.hidden=[16,16]", "data.batch_size=4", "data.eval_batch_size=4", "steps=2", "eval_every=2",
-         "checkpoint_every=2", "log_every=1", "progress=false", "tensorboard=false", "data.augment=false",
-         f"workdir={tmp_path / run}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    from drugjax import train
+
+    return call_main(
+        train.main, "data=dir", f"data.root={root}", "data.sources=[posts]", f"data.data_dir={tmp_path / 'cache'}",
+        "data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]", "data.batch_size=4",
+        "data.eval_batch_size=4", "steps=2", "eval_every=2", "checkpoint_every=2", "log_every=1", "progress=false",
+        "tensorboard=false", "data.augment=false", f"workdir={tmp_path / run}", cwd=tmp_path)

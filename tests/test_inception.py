@@ -276,6 +276,7 @@ def test_feature_extraction_backbone_folds_batch_norm():
     assert not build.make_backbone(cfg, jnp.float32).fold_batch_norm
 
 
+@pytest.mark.slow  # four Inception-v1 compilations; every other test runs the fused default
 def test_fused_1x1_matches_unfused_forward_and_gradients(reference):
     # Each block's three 1x1 convolutions of its input run as one convolution with the
     # kernels concatenated (fuse_1x1, the default): the same eval outputs (plain and
@@ -345,7 +346,8 @@ def test_pool_layers_concatenate_block_means_in_network_order(reference):
     multi = jax.jit(InceptionV1(pool_layers=layers).apply)(backbone, x)
     assert multi.shape == (2, 480 + 832 + 1024)
     np.testing.assert_allclose(multi[:, -1024:], jax.jit(InceptionV1().apply)(backbone, x), rtol=1e-5, atol=1e-6)
-    _, captured = InceptionV1().apply(backbone, x, capture_intermediates=lambda m, name: m.name == "inception3b")
+    _, captured = jax.jit(lambda v, x: InceptionV1().apply(
+        v, x, capture_intermediates=lambda m, name: m.name == "inception3b"))(backbone, x)
     block = captured["intermediates"]["inception3b"]["__call__"][0]
     np.testing.assert_allclose(multi[:, :480], block.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
     # the order is the network's whatever order is given

@@ -3,9 +3,6 @@
 saw a post it scores, or one of unknown provenance, before any feature is extracted."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -170,14 +167,11 @@ def test_evaluate_uses_a_web_only_checkpoint_as_its_backbone(tmp_path, cache, mo
     assert fusion["backbone"]["weights_sha256"] == meta["state_sha256"] and fusion["backbone"]["transform_input"] is False
 
 
-def test_overlap_is_one_error_line_and_exit_2(tmp_path, cache):
+def test_overlap_is_one_error_line_and_exit_2(tmp_path, cache, call_main):
     _train_on(tmp_path / "ft", **_world(cache))
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *TINY, "data.preset=tiny",
-                           f"data.data_dir={cache}", f"model.backbone.weights={tmp_path / 'ft'}",
-                           f"workdir={tmp_path / 'eval'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    refused = call_main(evaluate.main, *TINY, "data.preset=tiny", f"data.data_dir={cache}",
+                        f"model.backbone.weights={tmp_path / 'ft'}", f"workdir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert refused.code == 2, refused.err
+    lines = refused.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: model.backbone.weights={tmp_path / 'ft'}: ")
-    assert "posts this evaluation scores" in lines[0] and "Traceback" not in proc.stderr + proc.stdout
+    assert "posts this evaluation scores" in lines[0] and "Traceback" not in refused.err + refused.out

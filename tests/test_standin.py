@@ -75,11 +75,13 @@ def test_the_shipped_stand_in_matches_its_sha256_and_provenance():
     assert info["pretext_val_accuracy"] > 5 * info["most_common_class_accuracy"]
     assert standin.WEIGHTS_FILE.stat().st_size <= 15e6
     variables = standin.load()
-    reference = build.backbone_variables(build.make_backbone(tiny_config(**{"model.backbone.name": "inception_v1",
-                                                                             "model.backbone.weights": "none"}),
-                                                             np.float32, training=False),
-                                         None, jax.random.PRNGKey(0), 64)
+    backbone = build.make_backbone(tiny_config(**{"model.backbone.name": "inception_v1",
+                                                  "model.backbone.weights": "none"}), np.float32, training=False)
+    # The tree of the backbone the feature extractor builds (shapes only: nothing compiled).
+    reference = jax.eval_shape(lambda: build.backbone_variables(backbone, None, jax.random.PRNGKey(0), 64))
     assert jax.tree.structure(variables) == jax.tree.structure(dict(reference))
+    for got, want in zip(jax.tree.leaves(variables), jax.tree.leaves(dict(reference))):
+        assert got.shape == want.shape
     assert all(np.asarray(leaf).dtype == np.float32 for leaf in jax.tree.leaves(variables))
 
 
@@ -148,6 +150,7 @@ def test_stand_in_features_separate_drug_pictures_better_than_a_random_backbone(
 
 
 # --------------------------------------------------------------------------- pre-training and export
+@pytest.mark.slow  # Inception-v1 compiled for a classifier; test_train_inception runs it through the loop
 def test_pretraining_runs_through_the_loop_and_exports_a_verified_backbone(tmp_path):
     cfg = tiny_config(**{
         "model.kind": "classifier", "model.backbone.name": "inception_v1", "model.backbone.weights": "none",

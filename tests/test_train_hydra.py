@@ -1,6 +1,7 @@
-"""train.py through Hydra: every config composes, a tiny run via the compose API, a
-2-job multirun (the relation-weight ablation) and, when the sweep extra is installed, a
-2-trial Optuna study."""
+"""train.py through Hydra: every config composes, a tiny run via the compose API, the
+command line in this process (refusals, a failed multirun job), one real ``train.py``
+process (a 2-job multirun, the relation-weight ablation) and, when the sweep extra is
+installed, a 2-trial Optuna study (slow set)."""
 
 import importlib.util
 import json
@@ -117,33 +118,35 @@ def test_relation_weight_multirun_runs_two_jobs_and_refuses_another_sweep_there(
     assert _files(sweep) == before
 
 
-def test_a_failed_multirun_job_is_one_line_and_the_sweep_goes_on(tmp_path):
+def test_a_failed_multirun_job_is_one_line_and_the_sweep_goes_on(tmp_path, call_main):
     sweep = tmp_path / "multi"
     tiny = [a for a in _tiny(tmp_path) if not a.startswith("eval_every")]
-    proc = _run_train(["-m", "experiment=paper_mtl", "eval_every=3,0", *tiny, f"hydra.sweep.dir={sweep}"], tmp_path)
-    assert proc.stderr.count("eval_every must be >= 1") == 1
-    assert "Traceback" not in proc.stderr + proc.stdout
+    ran = call_main(train.main, "-m", "experiment=paper_mtl", "eval_every=3,0", *tiny, f"hydra.sweep.dir={sweep}",
+                    cwd=tmp_path)
+    assert ran.code == 0 and ran.err.count("eval_every must be >= 1") == 1
+    assert "Traceback" not in ran.err + ran.out
     rows = (sweep / "summary.csv").read_text().splitlines()
     assert ",finished," in rows[1] and ",failed," in rows[2] and "eval_every must be >= 1" in rows[2]
 
 
-def test_a_refused_run_leaves_the_run_directory_as_it_was(tmp_path):
+def test_a_refused_run_leaves_the_run_directory_as_it_was(tmp_path, call_main):
     run = tmp_path / "run"
     tiny = [a for a in _tiny(tmp_path) if not a.startswith("tensorboard")]
-    _run_train([*tiny, f"hydra.run.dir={run}", "tensorboard=true"], tmp_path)
+    assert call_main(train.main, *tiny, f"hydra.run.dir={run}", "tensorboard=true", cwd=tmp_path).code == 0
     assert (run / ".hydra" / "overrides.yaml").exists() and list((run / "tensorboard").iterdir())
     before = {k: v for k, v in _files(run).items() if not k.endswith(".log")}
-    proc = _run_train([*tiny, f"hydra.run.dir={run}", "tensorboard=true", "model.hidden=[8]"], tmp_path,
-                      returncode=1)
-    assert proc.stderr.count("holds a run with a different config") == 1
-    assert "Traceback" not in proc.stderr + proc.stdout
+    refused = call_main(train.main, *tiny, f"hydra.run.dir={run}", "tensorboard=true", "model.hidden=[8]",
+                        cwd=tmp_path)
+    assert refused.code == 1 and refused.err.count("holds a run with a different config") == 1
+    assert "Traceback" not in refused.err + refused.out
     assert {k: v for k, v in _files(run).items() if not k.endswith(".log")} == before
 
 
-def test_data_dir_without_a_root_is_refused(tmp_path):
-    proc = _run_train(["data=dir", f"workdir={tmp_path / 'run'}", "progress=false"], tmp_path, returncode=1)
-    assert "data.root is required" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr.count("error:") == 1
+def test_data_dir_without_a_root_is_refused(tmp_path, call_main):
+    refused = call_main(train.main, "data=dir", f"workdir={tmp_path / 'run'}", "progress=false", cwd=tmp_path)
+    assert refused.code == 1
+    assert "data.root is required" in refused.err and "Traceback" not in refused.err
+    assert refused.err.count("error:") == 1
     assert not (tmp_path / "run").exists()
 
 
@@ -154,6 +157,7 @@ def _has_optuna_sweeper() -> bool:
         return False
 
 
+@pytest.mark.slow  # Hydra's Optuna sweeper in a real process; the search itself: training/sweep.py
 @pytest.mark.skipif(not _has_optuna_sweeper(),
                     reason="needs the sweep extra: pip install -e '.[sweep]'")
 def test_optuna_study(tmp_path):
@@ -173,7 +177,7 @@ def test_optuna_study(tmp_path):
         ("data.mixture=[1.0]", "needs one weight per entry of data.sources"),
     ],
 )
-def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, message):
+def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, message, call_main):
     missing = tmp_path / "missing"
     args = [override.format(missing=missing), f"workdir={tmp_path / 'run'}", "progress=false",
             f"data.data_dir={tmp_path / 'cache'}"]
@@ -182,9 +186,7 @@ def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, m
         write_root(tmp_path / "root")
     if override.startswith("data.mixture"):
         args += ["experiment=finetune"]  # mixing sources is the image pipeline's (end to end)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1
-    assert message in proc.stderr and proc.stderr.count(message) == 1
-    assert "Traceback" not in proc.stderr + proc.stdout
+    refused = call_main(train.main, *args, cwd=tmp_path)
+    assert refused.code == 1
+    assert message in refused.err and refused.err.count(message) == 1
+    assert "Traceback" not in refused.err + refused.out

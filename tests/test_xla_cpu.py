@@ -1,8 +1,11 @@
 """drugjax.runtime.xla_cpu: the XLA:CPU compile options of the jitted steps, and the fallback."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from drugjax.runtime import xla_cpu
 from drugjax.models import InceptionV1
@@ -51,3 +54,45 @@ def test_pmap_steps_unchanged_without_options(monkeypatch):
     monkeypatch.setattr(xla_cpu, "options", lambda: {})
     pmapped = jax.pmap(lambda x: x + 1)
     assert xla_cpu.compile_per_signature(pmapped) is pmapped
+
+
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+def test_a_step_fed_its_own_state_compiles_once(mode, caplog):
+    # The state a step returns goes into the next step: were its placement (sharding)
+    # other than put_state's, the second step would compile the whole step again (for
+    # Inception-v1 on CPU, a minute). Compilations are counted from JAX's own log.
+    from drugjax.models.heads import MultitaskHeads
+    from drugjax.training.config import OptimConfig
+    from drugjax.training.optim import make_optimizer
+    from drugjax.training.state import TrainState
+    from drugjax.training.steps import DataParallel, make_steps
+
+    rng = np.random.default_rng(0)
+    model = MultitaskHeads(hidden=(8,))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((4, 16)))
+    tx = make_optimizer(OptimConfig(warmup_steps=1), variables["params"], total_steps=4)
+    parallel = DataParallel(mode, jax.devices()[:1])
+    state = parallel.put_state(TrainState.create(apply_fn=model.apply, variables=variables, tx=tx,
+                                                 rng=jax.random.PRNGKey(1)))
+    train, _ = make_steps(parallel, relation_weight=0.5)
+
+    def step(state):
+        batch = {"x": rng.normal(size=(1, 4, 16)).astype(np.float32),
+                 "kind": rng.integers(0, 6, (1, 4)).astype(np.int32), "valid": np.ones((1, 4), bool)}
+        state, metrics = train(state, parallel.put_batch(batch))
+        jax.block_until_ready(metrics)
+        return state
+
+    def compilations(steps, state):
+        caplog.clear()
+        with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+            for _ in range(steps):
+                state = step(state)
+        return [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()], state
+
+    first, state = compilations(1, state)
+    assert first  # the step's program (the log can see compilations)
+    again, _ = compilations(3, state)
+    assert again == []
+    if mode == "pmap" and xla_cpu.options():
+        assert len(train.signatures) == 1
