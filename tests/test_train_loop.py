@@ -207,6 +207,32 @@ def test_heads_run_killed_mid_way_resumes_bitwise(tmp_path, monkeypatch):
     _assert_bitwise(_params(tmp_path / "run"), _params(tmp_path / "reference"))
 
 
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, monkeypatch):
+    """Killed at step 3 with checkpoints every 5: the rerun starts at 0 and what the
+    killed attempt wrote to metrics.jsonl is dropped (TensorBoard is told to purge its
+    events from step 1 on)."""
+    import drugjax.training.loop as loop
+
+    cfg = _heads_cfg(tmp_path, steps=6, log_every=1, checkpoint_every=5, eval_every=6)
+    write = loop.MetricWriter.write
+
+    def write_then_die(self, step, split, values):
+        write(self, step, split, values)
+        if split == "train" and step == 3:
+            raise KeyboardInterrupt  # as abrupt as a kill for what is on disk
+    monkeypatch.setattr(loop.MetricWriter, "write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
+    monkeypatch.undo()
+    assert not list((tmp_path / "run" / "checkpoints").glob("[0-9]*"))
+    train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [(r["step"], r["split"]) for r in records]
+    assert sorted(logged) == sorted(set(logged))
+    assert [step for step, split in logged if split == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [step for step, split in logged if split == "val"] == [6]
+
+
 def test_init_from_warm_starts_with_the_runs_parameters(tmp_path):
     sources = make_sources()
     train_and_evaluate(_heads_cfg(tmp_path, steps=4), tmp_path / "first", sources=sources)

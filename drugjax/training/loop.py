@@ -261,8 +261,9 @@ def train_and_evaluate(
         # init_from, the union with that run's record (evaluate.py refuses a backbone
         # that saw a post it scores). The pretext pre-training sees no post.
         provenance.write_record(cfg, workdir, sources)
-    writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main,
-                          resume_step=start if restored is not None else None)
+    # What an attempt killed after ``start`` wrote is dropped (without a checkpoint, all
+    # of it): this run writes those steps again.
+    writer = MetricWriter(workdir, tensorboard=cfg.tensorboard, enabled=is_main, resume_step=start)
     if restored is not None:
         log.info("resumed from %s at step %d", ckpt_dir, start)
     state = parallel.put_state(state)

@@ -20,8 +20,9 @@ class MetricWriter:
 
     def __init__(self, workdir: str | Path, *, tensorboard: bool = True, enabled: bool = True,
                  resume_step: int | None = None):
-        """``resume_step``: the run resumes from a checkpoint at that step; points written
-        after it (by the run that was cut short) are dropped from both records."""
+        """``resume_step``: the step the run starts from (its checkpoint's, or 0 when it
+        starts afresh); points written after it by an attempt that was cut short are
+        dropped from both records."""
         self.path = Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
