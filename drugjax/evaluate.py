@@ -27,8 +27,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from drugjax.conf import groups
 from drugjax.errors import USER_ERRORS, print_error
-from drugjax.evaluation.config import register_configs
+from drugjax.evaluation.config import EvaluateConfig, register_configs
+from drugjax.runtime.overrides import OverrideError, check_overrides
 from drugjax.runtime.hydra_record import record_writer
 
 register_configs()
@@ -83,8 +85,19 @@ def run(cfg: DictConfig) -> dict:
     return out
 
 
+def main() -> None:
+    """The command line: overrides naming no config key end in one ``error:`` line with
+    the nearest key (exit 2) before Hydra starts; then Hydra's entry point."""
+    try:
+        check_overrides(sys.argv[1:], EvaluateConfig, groups(), "evaluate.py")
+    except OverrideError as e:
+        print_error(e)
+        sys.exit(2)
+    hydra_main()
+
+
 @hydra.main(config_path="conf", config_name="evaluate", version_base=None)
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: user errors end in one ``error:`` line and exit status 1; a
     backbone checkpoint refused for leakage (drugjax.evaluation.leakage) with status 2."""
     from drugjax.evaluation.leakage import LeakageError

@@ -25,8 +25,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from drugjax.errors import USER_ERRORS, error_message
-from drugjax.training.config import register_configs
+from drugjax.conf import groups
+from drugjax.errors import USER_ERRORS, error_message, print_error
+from drugjax.runtime.overrides import OverrideError, check_overrides
+from drugjax.training.config import TrainConfig, register_configs
 from drugjax.runtime.hydra_record import record_writer
 
 register_configs()
@@ -110,8 +112,19 @@ def _log_to_file_only(message: str) -> None:
             handler.handle(record)
 
 
+def main() -> float | None:
+    """The command line: overrides naming no config key end in one ``error:`` line with
+    the nearest key (exit 2) before Hydra starts; then Hydra's entry point."""
+    try:
+        check_overrides(sys.argv[1:], TrainConfig, groups(), "train.py")
+    except OverrideError as e:
+        print_error(e)
+        sys.exit(2)
+    return hydra_main()
+
+
 @hydra.main(config_path="conf", config_name="train", version_base=None)
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation metric named by ``objective``."""
     try:
         return run(cfg)

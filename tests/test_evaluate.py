@@ -182,6 +182,12 @@ def test_bad_config_is_one_error_line_and_exit_1(tmp_path, override, message, ca
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
+def test_a_mistyped_key_is_one_error_line_naming_the_nearest_key(tmp_path, call_main):
+    refused = call_main(evaluate.main, "fusion.wieght=0.3", f"workdir={tmp_path / 'run'}", cwd=tmp_path)
+    assert refused.code == 2 and refused.err.count("\n") == 1
+    assert refused.err.startswith("error: fusion.wieght=0.3: ") and "did you mean fusion.weight?" in refused.err
+
+
 def test_evaluate_py_as_a_script_refuses_in_one_line(tmp_path):
     # The one real evaluate.py process of the suite: the script, its re-exec and its exit.
     env = dict(os.environ, JAX_PLATFORMS="cpu")

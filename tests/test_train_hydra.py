@@ -190,3 +190,22 @@ def test_user_errors_end_in_one_clear_line_not_a_traceback(tmp_path, override, m
     assert refused.code == 1
     assert message in refused.err and refused.err.count(message) == 1
     assert "Traceback" not in refused.err + refused.out
+
+
+@pytest.mark.parametrize("typo", ["modle.kind=heads", "+modle.kind=heads", "model.knd=heads", "~model.knd"])
+def test_a_mistyped_key_is_one_error_line_naming_the_nearest_key(tmp_path, typo, call_main):
+    refused = call_main(train.main, typo, f"workdir={tmp_path / 'run'}", cwd=tmp_path)
+    assert refused.code == 2
+    assert refused.err.strip().splitlines() == [refused.err.strip()] and refused.err.startswith("error: ")
+    assert "did you mean model.kind?" in refused.err and "Traceback" not in refused.err + refused.out
+    assert not (tmp_path / "run").exists()
+
+
+def test_groups_and_hydra_keys_are_not_mistaken_for_typos():
+    from drugjax.conf import groups
+    from drugjax.runtime.overrides import check_overrides
+    from drugjax.training.config import TrainConfig
+
+    check_overrides(["-m", "experiment=finetune", "data=dir", "model.backbone.name=tiny", "+data.root=/x",
+                     "hydra.run.dir=/tmp/x", "hydra/launcher=basic", "model.hidden=[8]", "--cfg", "job"],
+                    TrainConfig, groups(), "train.py")

@@ -12,3 +12,10 @@ from pathlib import Path
 def packaged(name: str) -> Path:
     """The path of a config file shipped with drugjax, e.g. ``packaged("blacklist.yaml")``."""
     return Path(str(resources.files(__name__).joinpath(name)))
+
+
+def groups() -> list[str]:
+    """The config groups shipped with drugjax (``data``, ``experiment``, ``model``, ...):
+    the folders beside train.yaml."""
+    root = resources.files(__name__)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("__"))
