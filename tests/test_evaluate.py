@@ -80,6 +80,8 @@ def test_tiny_run_writes_table1_predictions_curves_and_models(tmp_path, cache, c
 
     # Every labelled post exactly once, in exactly one fold; the folds cover the posts.
     world = synthetic_root("tiny", 0, 16, cache)
+    assert json.loads((run / "run.json").read_text())["data_root"] == str(world)  # the ROOT, in plain sight
+    assert f"(ROOT {world})" in (run / "table1.md").read_text()
     labelled = {p["id"]: p["drug"] for p in load_posts(world).records if p["drug"] is not None}
     rows = _predictions(run)
     assert sorted(r["id"] for r in rows) == sorted(labelled)

@@ -63,6 +63,7 @@ def test_tiny_train_run_through_compose(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "3").is_dir()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert OmegaConf.to_container(cfg)["data"]["root"] == str(tmp_path / "root")
+    assert results["data_root"] == str(tmp_path / "root")  # the ROOT the run read, in plain sight
     assert results["config"]["data"]["mixture"] == [0.5, 0.5]
 
 

@@ -179,3 +179,17 @@ def test_old_and_new_synthetic_worlds_both_validate(tmp_path):
     assert len(report.posts.records) == 40
     timeline = [p for a in report.accounts.records for p in a["timeline"]]
     assert timeline and all(p["query"] == "weed" and p["drug"] in (0, 1) for p in timeline)
+
+
+def test_where_prints_the_root_of_a_world_that_validates(tmp_path, capsys):
+    from drugjax.data.builders import synthetic_root
+
+    args = ["where", "--preset", "tiny", "--image-size", "16", "--data-dir", str(tmp_path)]
+    assert main(args) == 0
+    root = Path(capsys.readouterr().out.strip())
+    assert root == synthetic_root("tiny", 0, 16, tmp_path) and root.parent == tmp_path / "synthetic"
+    assert validate(root).ok
+    assert main(args) == 0 and Path(capsys.readouterr().out.strip()) == root  # the same world, not another
+    assert main(["where", "--preset", "huge", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no synthetic world preset 'huge'; the presets are ") and err.count("\n") == 1

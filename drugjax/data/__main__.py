@@ -5,6 +5,11 @@ downloads into one, and move labels in and out of it as CSV.
   import-instaloader SRC... --out ROOT [--pseudonymize KEYFILE] [--copy]
   export-unlabelled ROOT [--posts CSV] [--accounts CSV]
   label ROOT [--posts CSV] [--accounts CSV] [--relabel]
+  where [--preset P] [--seed S] [--image-size N] [--data-dir DIR]
+
+``where`` prints the ROOT of a synthetic world (by default the paper-sized one that
+``python train.py`` and ``python evaluate.py`` use), generating it on first use, so that
+``python -m drugjax.detect "$(python -m drugjax.data where)" ...`` works.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--posts", metavar="CSV", help="columns id,drug (0, 1 or empty)")
     lab.add_argument("--accounts", metavar="CSV", help="columns username,expert1,expert2 (0, 1 or empty)")
     lab.add_argument("--relabel", action="store_true", help="also change labels that are already set")
+    w = sub.add_parser("where", help="print the ROOT of a synthetic world (generated on first use)")
+    w.add_argument("--preset", default="paper", help="tiny, small or paper (default: paper, the main job's)")
+    w.add_argument("--seed", type=int, default=0, help="the world's seed (default 0)")
+    w.add_argument("--image-size", type=int, default=96, help="the size its pictures are drawn at (default 96)")
+    w.add_argument("--data-dir", metavar="DIR",
+                   help="the cache folder (default: $DRUGJAX_DATA_DIR, else ~/.cache/drugjax)")
     return parser
 
 
@@ -124,13 +135,25 @@ def _label(args) -> int:
     return 0
 
 
+def _where(args: argparse.Namespace) -> int:
+    import logging
+
+    from drugjax.data.builders import default_data_dir, synthetic_root
+
+    # "generating the synthetic world ... (first use)" on stderr; stdout holds the path only.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    print(synthetic_root(args.preset, args.seed, args.image_size, data_dir))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0: all good, 1: some records or rows were
     rejected / not imported / not applied and are listed, 2: usage error, printed as one
     ``error:`` line)."""
     args = _parser().parse_args(argv)
     command = {"validate": _validate, "import-instaloader": _import, "export-unlabelled": _export,
-               "label": _label}[args.command]
+               "label": _label, "where": _where}[args.command]
     try:
         return command(args)
     except USER_ERRORS as e:

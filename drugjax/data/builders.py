@@ -462,6 +462,8 @@ class Source:
     """A built dataset: random access to its examples (``len``, ``[i]``).
 
     Attributes:
+      root: the dataset ROOT it was built from (the synthetic world's folder, or the
+        user's), as :func:`prepare` found it this time.
       metadata: what the build recorded (drugjax and builder version, source, preset,
         seed, image size, ROOT and fingerprint, rejections, oddities, per-file counts).
       rejections: the records left out, as :class:`drugjax.data.schema.Rejection`.
@@ -469,8 +471,9 @@ class Source:
         so the loaders select records without reading images.
     """
 
-    def __init__(self, data_source, metadata: dict):
+    def __init__(self, data_source, metadata: dict, root: Path | None = None):
         self._source = data_source
+        self.root = root
         self.metadata = dict(metadata)
         self.rejections = [schema.Rejection(**r) for r in self.metadata.get("rejections", [])]
         if "kind" in self.metadata:
@@ -523,7 +526,7 @@ def build(
         )
     finally:
         tfds.display_progress_bar(True)
-    return Source(builder.as_data_source()[SPLIT], builder.info.metadata)
+    return Source(builder.as_data_source()[SPLIT], builder.info.metadata, root=Path(root))
 
 
 def default_data_dir() -> Path:
@@ -541,6 +544,8 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
     """
     from drugjax.synthetic import world
 
+    if preset not in world.PRESETS:
+        raise BuildError(f"no synthetic world preset {preset!r}; the presets are {', '.join(sorted(world.PRESETS))}")
     worlds = Path(data_dir) / "synthetic"
     final = worlds / _world_name(preset, seed, image_size)
     if (final / ".complete").is_file():

@@ -341,6 +341,9 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
     sources = inputs.load_sources(train_config(cfg)) if sources is None else sources
     if "posts" not in sources:
         raise ConfigError("the data has no posts source (posts.jsonl); Table 1 needs labelled posts")
+    data_root = getattr(sources["posts"], "root", None)  # None: sources passed in memory
+    if data_root is not None:
+        log.info("data ROOT %s", data_root)
     posts = load_posts(sources["posts"])
     if not len(posts):
         raise ConfigError("none of the posts has a drug label (0 or 1) yet; label them first "
@@ -381,7 +384,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
         "positives_per_fold": np.bincount(folds, weights=posts.labels, minlength=cfg.data.num_folds).astype(int).tolist(),
     }
     files = write_table1(table, workdir)
-    _append_run_notes(files["md"], cfg, counts, fusion)
+    _append_run_notes(files["md"], cfg, counts, fusion, data_root)
     files["predictions"] = write_predictions(workdir / "predictions.csv", posts, folds, scores)
     files.update(write_fusion_weights(workdir, cfg, fusion))
     from drugjax.evaluation import plots
@@ -392,7 +395,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
                                                             cfg.fusion.weight)
     files["models"] = save_models(workdir / "models", cfg, image, text, fusion, features, checkpoint)
     seconds["total"] = time.perf_counter() - t0
-    summary = {"counts": counts, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    summary = {"data_root": None if data_root is None else str(data_root), "counts": counts, "seconds": {k: round(v, 1) for k, v in seconds.items()},
                "fusion": {"weight": cfg.fusion.weight, "selected_by_inner_cv": fusion.selected},
                "split": cfg.split, "num_folds": cfg.data.num_folds, "seed": cfg.seed,
                "files": {k: str(v) for k, v in files.items()}}
@@ -401,8 +404,11 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
     return {"table1": table, "files": files, "counts": counts, "seconds": seconds, "fusion": fusion}
 
 
-def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult) -> None:
+def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult,
+                      data_root: Path | None) -> None:
     data = f"ROOT {cfg.data.root}" if cfg.data.root else f"synthetic world, preset {cfg.data.preset}, seed {cfg.data.seed}"
+    if data_root is not None and not cfg.data.root:
+        data += f" (ROOT {data_root})"
     backbone = cfg.model.backbone
     weights = (f"train.py run {backbone.weights}" if is_run_directory(backbone.weights)
                else resolve_weights(train_config(cfg)).describe())

@@ -229,11 +229,15 @@ def train_and_evaluate(
 
     # The data and the model.
     init_key, state_key = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    data_root = None
     if classifier:
         data, data_counts = inputs.pretext_inputs(cfg, num_devices=num_devices)
     else:
         sources = inputs.load_sources(cfg) if sources is None else sources
         data_counts = inputs.check_sources(cfg, sources)
+        data_root = getattr(sources.get("posts"), "root", None)  # None: sources passed in memory
+        if data_root is not None:
+            log.info("data ROOT %s", data_root)
     backbone_weights = build.load_backbone_weights(cfg)
     if cfg.model.kind in ("end_to_end", "classifier"):
         backbone = build.make_backbone(cfg, build.DTYPES[cfg.model.dtype])
@@ -329,6 +333,7 @@ def train_and_evaluate(
         "name": cfg.name, "step": int(step), "steps": cfg.steps, "interrupted": interrupted, "val": val,
         "objective": None if val is None else val[cfg.objective], "objective_name": cfg.objective,
         "best_step": best_step, "best_val": _logged_val(writer.path, best_step), "data": data_counts,
+        "data_root": None if data_root is None else str(data_root),
         "workdir": str(workdir), "devices": num_devices, "parallel": cfg.parallel.mode,
         "wall_time_s": round(time.time() - t_start, 2), "config": config,
     }
