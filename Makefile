@@ -15,10 +15,12 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# PYTHONWARNINGS=ignore: setuptools warns on every editable install about folders named
+# like the package; this checkout is the package, and the banner is noise in make's output.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,sweep]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e ".[dev,sweep]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import json
 from pathlib import Path
 
@@ -170,6 +171,17 @@ def test_build_is_cached_and_rebuilt_when_the_data_changes(tmp_path, monkeypatch
         f.write(json.dumps(_post(50, None)) + "\n")
     again = B.prepare(root, image_size=8, data_dir=tmp_path / "cache")
     assert len(calls) == 2 and len(again["posts"]) == 13
+
+
+def test_a_build_says_what_it_builds_without_tfds_download_banner(tmp_path, capsys, caplog):
+    root = make_root(tmp_path / "root")
+    with caplog.at_level(logging.INFO, logger="drugjax.data.builders"):
+        sources = B.prepare(root, image_size=8, data_dir=tmp_path / "cache")
+    printed = capsys.readouterr()
+    assert "Downloading and preparing" not in printed.out + printed.err  # nothing is downloaded
+    assert "downloaded and prepared" not in printed.out + printed.err
+    assert f"building drugjax_posts from the dataset at {root}" in caplog.text and "built drugjax_posts" in caplog.text
+    assert sources["posts"].root == root  # the ROOT it read, for the run records
 
 
 def test_same_input_same_bytes(tmp_path):

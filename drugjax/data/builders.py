@@ -215,6 +215,17 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(self, *, config: DrugjaxConfig, **kwargs):
         super().__init__(config=config, **kwargs)
 
+    # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size,
+    # ...)" and "... downloaded and prepared to ..." for every build; nothing is downloaded
+    # here, so drugjax says what happens in its own log lines instead. (TFDS's private
+    # hooks: should a later TFDS rename them, its banner comes back, nothing breaks.)
+    def _log_download_bytes(self) -> None:
+        log.info("building %s from the %s (once; cached in %s)", self.name,
+                 self.builder_config.description.removeprefix("drugjax "), self.data_dir)
+
+    def _log_download_done(self) -> None:
+        log.info("built %s", self.name)
+
     def _features(self) -> dict:
         raise NotImplementedError
 
@@ -517,7 +528,7 @@ def build(
     """
     builder = BUILDERS[name](config=config, data_dir=str(data_dir))
     # tfds draws several nested progress bars per split, which swamp train.py's own
-    # console; its "Downloading and preparing ... / prepared to ..." lines remain.
+    # console (its download banner: _Builder._log_download_bytes).
     tfds.display_progress_bar(False)
     try:
         builder.download_and_prepare(
