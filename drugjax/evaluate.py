@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from drugjax.conf import groups
 from drugjax.errors import USER_ERRORS, print_error
 from drugjax.evaluation.config import EvaluateConfig, register_configs
+from drugjax.runtime import progress
 from drugjax.runtime.overrides import OverrideError, check_overrides
 from drugjax.runtime.hydra_record import record_writer
 
@@ -51,6 +52,7 @@ def run(cfg: DictConfig) -> dict:
     for name in ("absl", "jax"):
         logging.getLogger(name).setLevel(logging.WARNING)
     config = to_config(cfg)
+    progress.set_enabled(config.progress)
     workdir = config.workdir
     if workdir is None:
         if not HydraConfig.initialized():

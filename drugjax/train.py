@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from drugjax.conf import groups
 from drugjax.errors import USER_ERRORS, error_message, print_error
+from drugjax.runtime import progress
 from drugjax.runtime.overrides import OverrideError, check_overrides
 from drugjax.training.config import TrainConfig, register_configs
 from drugjax.runtime.hydra_record import record_writer
@@ -73,6 +74,7 @@ def run(cfg: DictConfig) -> float | None:
     # Hydra's logging would print; keep the console to the progress bar and results.
     for name in ("absl", "jax"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    progress.set_enabled(cfg.progress)  # the world, the dataset builds, the features, the steps
     workdir = cfg.workdir
     if workdir is None:
         if not HydraConfig.initialized():

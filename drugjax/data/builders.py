@@ -54,6 +54,7 @@ from drugjax.errors import UserError
 import drugjax
 from drugjax.runtime.digest import digest_bytes
 from drugjax.runtime.logs import quiet_absl
+from drugjax.runtime.progress import Progress
 from drugjax.data import schema
 from drugjax.data.folds import fold_of
 from drugjax.runtime.textsafe import escape_controls
@@ -275,8 +276,10 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {}
 
     def _generate_examples(self, root: Path, records: list[dict]) -> Iterator[tuple[int, dict]]:
-        for i, record in enumerate(records):
-            yield i, self._example(root, record)
+        with Progress(len(records), f"building {self.name}", unit="record") as bar:
+            for i, record in enumerate(records):
+                yield i, self._example(root, record)
+                bar.update()
 
 
 def _check_rejections(builder: str, loaded: schema.Loaded, max_rejected: float) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from drugjax.accounts import FEATURE_NAMES, AccountTable, Blacklist, account_tab
 from drugjax.runtime.textsafe import csv_cell
 from drugjax.evaluation import dealers, plots
 from drugjax.evaluation.config import EvaluateConfig
+
+log = logging.getLogger(__name__)
 
 DEALER_MODEL_FILE = "dealers.joblib"
 DEPLOYED_EXPERT = "exp1"  # the saved model learns expert 1's labels (the paper's 27 dealers)
@@ -111,6 +114,8 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[
     text_model = joblib.load(workdir / "models" / "text_combined.joblib")
     blacklist = Blacklist.load(cfg.dealers.blacklist) if cfg.dealers.blacklist else Blacklist.load()
     timeline_ids = {str(p.get("id")) for a in accounts for p in a.get("timeline") or []}
+    log.info("Table 2: %d accounts, %d timeline posts scored, then dealer detection (%d folds) and Figures 5a-d",
+             len(accounts), len(timeline_ids), cfg.dealers.num_folds)
     table = account_table(accounts, with_known(known, text_probability(text_model)), threshold=cfg.threshold,
                           blacklist=blacklist, log_counts=cfg.dealers.log_counts,
                           evidence_sources=tuple(cfg.dealers.evidence_sources))

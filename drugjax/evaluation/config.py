@@ -84,6 +84,9 @@ class EvaluateConfig:
     # every account's posts in one fold. The number of folds is data.num_folds.
     split: str = "post"
     threshold: float = 0.5  # a post is called drug-related when its probability >= threshold
+    # Progress of the long steps (world, dataset builds, features, each sweep): a bar on a
+    # terminal, a log line every 10 s elsewhere.
+    progress: bool = True
 
 
 def register_configs() -> None:

@@ -39,7 +39,7 @@ from drugjax.data import folds as folds_lib
 from drugjax.evaluation import leakage
 from drugjax.evaluation.config import EvaluateConfig, check, is_run_directory, train_config
 from drugjax.metrics import METRICS, Summary, metrics_by_fold, summarize
-from drugjax.evaluation.tables import Table1, write_table1
+from drugjax.evaluation.tables import TABLE1_METHODS, Table1, write_table1
 from drugjax.fusion import fuse, select_weight, weight_curve
 from drugjax.tasks import INSTAGRAM_POSITIVE
 from drugjax.text import TextClassifier
@@ -349,6 +349,8 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
         raise ConfigError("none of the posts has a drug label (0 or 1) yet; label them first "
                           "(python -m drugjax.data export-unlabelled / label, docs/data-format.md)")
     folds = assign_folds(posts, cfg.split, cfg.data.num_folds, cfg.seed)
+    log.info("Table 1: %d labelled posts, %d folds by %s x %d methods (%s); image features first",
+             len(posts), cfg.data.num_folds, cfg.split, len(TABLE1_METHODS), ", ".join(TABLE1_METHODS))
     # A train.py checkpoint as the backbone: refused before any feature is extracted when
     # it trained on a post of any fold scored here (drugjax.evaluation.leakage).
     checkpoint = leakage.check_backbone(cfg, sources["posts"], posts.ids, folds)

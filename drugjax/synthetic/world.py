@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from drugjax.errors import print_error
+from drugjax.runtime.progress import Progress
 from drugjax.synthetic import draw
 from drugjax.synthetic import vocab
 from drugjax.synthetic.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
@@ -896,13 +897,16 @@ def _write_world(world: "_World", tmp: Path, preset: str, seed: int, image_size:
     jobs = world.jobs
     if workers is None:
         workers = 1 if len(jobs) < 5000 else min(4, os.cpu_count() or 1)  # spawn costs ~1 s a worker
-    if workers <= 1:
-        _render_chunk(jobs, str(tmp))
-    else:
-        chunks = [jobs[i: i + 256] for i in range(0, len(jobs), 256)]
-        ctx = multiprocessing.get_context("spawn")  # no fork: the caller may hold JAX threads
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            list(pool.map(_render_chunk, chunks, [str(tmp)] * len(chunks)))
+    chunks = [jobs[i: i + 256] for i in range(0, len(jobs), 256)]
+    with Progress(len(jobs), f"drawing the {preset} world's pictures", unit="img") as bar:
+        if workers <= 1:
+            for chunk in chunks:
+                bar.update(_render_chunk(chunk, str(tmp)))
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no fork: the caller may hold JAX threads
+            with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                for drawn in pool.map(_render_chunk, chunks, [str(tmp)] * len(chunks)):
+                    bar.update(drawn)
 
     _write_jsonl(tmp / "posts.jsonl", posts)
     _write_jsonl(tmp / "web.jsonl", web)

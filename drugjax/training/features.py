@@ -20,6 +20,7 @@ from drugjax.runtime import xla_cpu
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
 from drugjax.runtime.digest import digest_json
+from drugjax.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def extract_features(
 
     forward = xla_cpu.jit(features)
     out = {}
+    total = sum(len(pipeline.select(sources[name], None)) for name in names)
+    bar = Progress(total, f"backbone features of {', '.join(names)}", unit="img")
     for name in names:
         loader = pipeline.eval_loader(
             sources, image_size=image_size, per_device_batch=batch_size, num_devices=1, names=[name], workers=workers
@@ -61,6 +64,7 @@ def extract_features(
             feats.append(f[valid])
             kinds.append(batch["kind"].reshape(-1)[valid])
             index.append(batch["index"].reshape(-1)[valid])
+            bar.update(int(valid.sum()))
         index = np.concatenate(index).astype(np.int64)
         folds = pipeline.scan(sources[name]).fold[index]
         out[name] = {
@@ -69,6 +73,7 @@ def extract_features(
             "fold": np.asarray(folds, np.int32),
             "index": index,
         }
+    bar.close()
     return out
 
 

@@ -36,6 +36,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from drugjax.runtime.digest import digest_json
+from drugjax.runtime.progress import Progress
 from drugjax.models.heads import MultitaskHeads
 from drugjax.tasks import INSTAGRAM_POSITIVE, TASKS
 from drugjax.training.config import OptimConfig
@@ -274,13 +275,16 @@ def _train_part(program: _Program, table: FeatureTable, configs: list[HeadConfig
         carry, losses, done = resumed
         carry = jax.device_put(carry, program.sharded)
         log.info("sweep part resumed at step %d", done)
-    while done < schedule.steps:
-        stop = min(done + schedule.chunk_steps, schedule.steps)
-        chunk_rows = jax.device_put(rows[:, done:stop], program.sharded)
-        carry, chunk_losses = program.chunk(carry, hyper, chunk_rows, features, kinds)
-        losses[:, done:stop] = np.asarray(chunk_losses)
-        done = stop
-        state_file.save(carry, losses, done)
+    with Progress(schedule.steps, f"training {len(configs)} configurations together", unit="step") as bar:
+        bar.update(done)
+        while done < schedule.steps:
+            stop = min(done + schedule.chunk_steps, schedule.steps)
+            chunk_rows = jax.device_put(rows[:, done:stop], program.sharded)
+            carry, chunk_losses = program.chunk(carry, hyper, chunk_rows, features, kinds)
+            losses[:, done:stop] = np.asarray(chunk_losses)
+            bar.update(stop - done)
+            done = stop
+            state_file.save(carry, losses, done)
     probs = np.asarray(program.predict(carry["params"], features))
     params = jax.tree.map(lambda a: np.asarray(a)[: len(configs)], jax.device_get(carry["params"]))
     return losses[: len(configs)], probs[: len(configs)], params
