@@ -248,52 +248,112 @@ td,th{border:1px solid #ddd;padding:2px 6px;text-align:right} .post{display:inli
 vertical-align:top;margin:4px;font-size:12px;overflow-wrap:anywhere} .ctx{font-family:monospace}"""
 
 
+def _escape(text: Any) -> str:
+    return html.escape(str(text), quote=True)  # everything from data goes through here
+
+
+def signed(value: float) -> str:
+    """A contribution with its sign, two decimals, and no "-0.00" for what rounds to zero."""
+    text = f"{value:+.2f}"
+    return "0.00" if text in ("+0.00", "-0.00") else text
+
+
+def grouped_evidence(evidence: Sequence[Any]) -> list[dict]:
+    """Blacklist matches grouped by where they were found (the bio, or one post's caption
+    or comments): each term once, each distinct text once, in the order found."""
+    groups: dict[tuple, dict] = {}
+    for ev in evidence:
+        group = groups.setdefault((ev.source, ev.post_id), {"source": ev.source, "post_id": ev.post_id,
+                                                              "terms": [], "contexts": []})
+        if ev.term not in group["terms"]:
+            group["terms"].append(ev.term)
+        if ev.context not in group["contexts"]:
+            group["contexts"].append(ev.context)
+    return list(groups.values())
+
+
+def _summary(counts: Mapping[str, int], dealer: Mapping[str, Any]) -> str:
+    e = _escape
+    return (f"<p>{counts['posts']} posts ({counts['rejected_records']} records of ROOT failed validation and "
+            "are left out: python -m drugjax.data validate ROOT lists them), "
+            f"{counts['matched']} carry a dictionary tag, {counts['drug_scored']} "
+            f"scored drug-related by the text model. {counts['scored_accounts']} accounts with a timeline scored "
+            f"by LR-select (trained on expert {e(str(dealer.get('expert', 'exp1'))[-1])}'s labels; features kept: "
+            f"{e(', '.join(dealer.get('kept', [])))}); {counts['needs_timeline']} need their timeline "
+            "downloaded before they can be scored. A score is LR-select's output under balanced class "
+            "weights, 0 to 1, for ordering only: not a calibrated probability. A contribution is the "
+            "feature's coefficient times its standardised value (positive: towards the top).</p>")
+
+
+def _scored_section(rank: int, r: dict, names: Names, root: Path) -> str:
+    e = _escape
+    parts = [f"<section><h2>{rank}. {e(names.user(r['username']))} <small>(score {r['score']:.2f})</small></h2>"]
+    if r["bio"]:
+        parts.append(f"<p>Bio: <span class='ctx'>{e(names.text(r['bio']))}</span></p>")
+    parts.append("<table><tr><th>feature</th>" + "".join(f"<th>{n}</th>" for n in FEATURE_NAMES) + "</tr>"
+                 "<tr><th>value</th>" + "".join(f"<td>{v:.3g}</td>" for v in r["features"]) + "</tr>"
+                 "<tr><th>contribution</th>" + "".join(f"<td>{signed(v)}</td>" for v in r["contributions"])
+                 + "</tr></table>")
+    if r["evidence"]:
+        items = []
+        for group in grouped_evidence(r["evidence"]):
+            where = e(group["source"]) + (f" of post {e(names.post(group['post_id']))}" if group["post_id"] else "")
+            terms = ", ".join(f"<b>{e(t)}</b>" for t in group["terms"])
+            texts = "".join(f"<li class='ctx'>{e(names.text(c))}</li>" for c in group["contexts"])
+            items.append(f"<li>{where}: {terms}<ul>{texts}</ul></li>")
+        parts.append("<p>Evidence (blacklist matches, normalised text):</p><ul>" + "".join(items) + "</ul>")
+    for post, q in r["posts"]:
+        src = thumbnail(root, post.get("image"))
+        img = f"<img alt='' src='{e(src)}'><br>" if src else "(no picture)<br>"
+        post_tags = " ".join("#" + t for t in post.get("tags") or [])
+        parts.append(f"<div class='post'>{img}p = {q:.2f}, post {e(names.post(post['id']))}<br>"
+                     f"{e(names.text(post.get('caption') or ''))}<br><i>{e(names.text(post_tags))}</i></div>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _needs_timeline_table(rows: list[dict], names: Names) -> str:
+    """The accounts found by search without a timeline: one row each, no pictures (the
+    timeline decides whether they are worth a full section)."""
+    e = _escape
+    lines = ["<h2>Accounts to download before they can be scored</h2><p>Each has a drug-scored post among "
+             "the searched posts but no timeline in ROOT; their most drug-like post is shown as text.</p>"
+             "<table><tr><th>account</th><th>searched posts</th><th>most drug-like post (p)</th>"
+             "<th>its caption</th></tr>"]
+    for r in rows:
+        post, q = r["posts"][0]
+        caption = names.text(post.get("caption") or "")
+        caption = caption if len(caption) <= 120 else caption[:119] + "…"
+        lines.append(f"<tr><td>{e(names.user(r['username']))}</td><td>{r['found_posts']}</td>"
+                     f"<td>{e(names.post(post['id']))} ({q:.2f})</td><td class='ctx'>{e(caption)}</td></tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _candidate_tags_table(tags: list[dict], names: Names) -> str:
+    e = _escape
+    return ("<h2>Candidate dictionary tags</h2><p>Tags that co-occur with dictionary tags on drug-scored "
+            "posts; review them before adding any to conf/dictionary.yaml.</p><table><tr><th>tag</th>"
+            "<th>drug-scored posts</th><th>share of its posts drug-scored</th></tr>" + "".join(
+                f"<tr><td>{e(names.text(t['tag']))}</td><td>{t['drug_posts']}</td><td>{t['drug_share']:.2f}</td></tr>"
+                for t in tags[:50]) + "</table>")
+
+
 def _html(rows: list[dict], tags: list[dict], names: Names, root: Path, dealer: Mapping[str, Any],
           counts: Mapping[str, int]) -> str:
-    e = lambda s: html.escape(str(s), quote=True)  # noqa: E731  (everything from data goes through here)
+    scored = [r for r in rows if r["score"] is not None]
+    waiting = [r for r in rows if r["score"] is None]
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              # no script, no remote resource: pictures are data URIs, the style is inline
              "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
              "style-src 'unsafe-inline'\">",
              f"<title>Accounts for review</title><style>{_STYLE}</style></head><body>",
-             "<h1>Accounts for human review</h1>", f"<p class='notice'><b>{e(NOTICE)}</b></p>",
-             f"<p>{counts['posts']} posts ({counts['rejected_records']} records of ROOT failed validation and "
-             "are left out: python -m drugjax.data validate ROOT lists them), "
-             f"{counts['matched']} carry a dictionary tag, {counts['drug_scored']} "
-             f"scored drug-related by the text model. {counts['scored_accounts']} accounts with a timeline scored "
-             f"by LR-select (trained on expert {e(str(dealer.get('expert', 'exp1'))[-1])}'s labels; features kept: "
-             f"{e(', '.join(dealer.get('kept', [])))}); {counts['needs_timeline']} need their timeline "
-             "downloaded before they can be scored. A score is LR-select's output under balanced class "
-             "weights, 0 to 1, for ordering only: not a calibrated probability. A contribution is the "
-             "feature's coefficient times its standardised value (positive: towards the top).</p>"]
-    for rank, r in enumerate(rows, 1):
-        head = (f"score {r['score']:.2f}" if r["score"] is not None else "needs timeline: not scored")
-        parts.append(f"<section><h2>{rank}. {e(names.user(r['username']))} <small>({e(head)})</small></h2>")
-        if r["bio"]:
-            parts.append(f"<p>Bio: <span class='ctx'>{e(names.text(r['bio']))}</span></p>")
-        if r["features"] is not None:
-            parts.append("<table><tr><th>feature</th>" + "".join(f"<th>{n}</th>" for n in FEATURE_NAMES) + "</tr>"
-                         "<tr><th>value</th>" + "".join(f"<td>{v:.3g}</td>" for v in r["features"]) + "</tr>"
-                         "<tr><th>contribution</th>" + "".join(f"<td>{v:+.2f}</td>" for v in r["contributions"])
-                         + "</tr></table>")
-        if r["evidence"]:
-            parts.append("<p>Evidence (blacklist matches, normalised text):</p><ul>" + "".join(
-                f"<li>{e(ev.source)}{' of post ' + e(names.post(ev.post_id)) if ev.post_id else ''}: "
-                f"<b>{e(ev.term)}</b> in <span class='ctx'>{e(names.text(ev.context))}</span></li>"
-                for ev in r["evidence"]) + "</ul>")
-        for post, q in r["posts"]:
-            src = thumbnail(root, post.get("image"))
-            img = f"<img alt='' src='{e(src)}'><br>" if src else "(no picture)<br>"
-            post_tags = " ".join("#" + t for t in post.get("tags") or [])
-            parts.append(f"<div class='post'>{img}p = {q:.2f}, post {e(names.post(post['id']))}<br>"
-                         f"{e(names.text(post.get('caption') or ''))}<br><i>{e(names.text(post_tags))}</i></div>")
-        parts.append("</section>")
-    parts.append("<h2>Candidate dictionary tags</h2><p>Tags that co-occur with dictionary tags on drug-scored "
-                 "posts; review them before adding any to conf/dictionary.yaml.</p><table><tr><th>tag</th>"
-                 "<th>drug-scored posts</th><th>share of its posts drug-scored</th></tr>" + "".join(
-                     f"<tr><td>{e(names.text(t['tag']))}</td><td>{t['drug_posts']}</td>"
-                     f"<td>{t['drug_share']:.2f}</td></tr>"
-                     for t in tags[:50]) + "</table></body></html>")
+             "<h1>Accounts for human review</h1>", f"<p class='notice'><b>{_escape(NOTICE)}</b></p>",
+             _summary(counts, dealer)]
+    parts += [_scored_section(rank, r, names, root) for rank, r in enumerate(scored, 1)]
+    if waiting:
+        parts.append(_needs_timeline_table(waiting, names))
+    parts.append(_candidate_tags_table(tags, names) + "</body></html>")
     return "\n".join(parts)
 
 

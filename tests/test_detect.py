@@ -83,6 +83,10 @@ def test_review_ranks_accounts_with_evidence_and_escapes_text(world, capsys):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "data:image/jpeg;base64," in page and "http://" not in page and "https://" not in page
     assert "wickr" in page and "dm to order" in page  # evidence with its context
+    # Accounts without a timeline: one row of a compact table, not a section with pictures.
+    assert "<h2>Accounts to download before they can be scored</h2>" in page
+    assert "<tr><td>nosy_notimeline</td>" in page and "<section><h2>3." not in page
+    assert "-0.00" not in page
     tags = (tmp / "out" / "candidate_tags.csv").read_text().splitlines()
     assert tags[1].startswith("pharmlife,")  # co-occurs with dictionary tags on drug-scored posts
 
@@ -103,3 +107,19 @@ def test_missing_models_is_one_clear_error(world, capsys):
     root, _, tmp = world
     assert detect.main([str(root), "--models", str(tmp / "nowhere"), "--out", str(tmp / "out")]) == 1
     assert "--models takes an evaluate.py run directory" in capsys.readouterr().err
+
+
+def test_evidence_is_grouped_per_post_with_each_term_and_text_once():
+    from drugjax.accounts import Evidence
+
+    comment = "need a plug dm me on wickr"
+    evidence = [Evidence("comment", "p1", "plug", comment), Evidence("comment", "p1", "wickr", comment),
+                Evidence("comment", "p1", "plug", "plug again"), Evidence("bio", None, "wickr", "on wickr"),
+                Evidence("comment", "p2", "plug", comment)]
+    groups = detect.grouped_evidence(evidence)
+    assert [(g["source"], g["post_id"]) for g in groups] == [("comment", "p1"), ("bio", None), ("comment", "p2")]
+    assert groups[0]["terms"] == ["plug", "wickr"] and groups[0]["contexts"] == [comment, "plug again"]
+
+
+def test_contributions_that_round_to_zero_have_no_sign():
+    assert [detect.signed(v) for v in (-0.004, 0.004, 0.0, -0.006, 1.234)] == ["0.00", "0.00", "0.00", "-0.01", "+1.23"]
