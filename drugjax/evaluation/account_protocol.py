@@ -171,10 +171,10 @@ def write_figures(workdir: Path, accounts: Sequence[Mapping[str, Any]], table: A
     files = {"account_features": write_account_features(workdir / "account_features.csv", accounts, table)}
     is_dealer = np.array([bool(v) for v in expert1])
     col = {name: table.features[:, i] for i, name in enumerate(FEATURE_NAMES)}
-    files["fig5a"] = plots.drug_share_histogram(workdir / "fig5a_drug_share.png", col["P"], is_dealer)
-    files["fig5b"] = plots.drug_posts_by_hour(workdir / "fig5b_hours.png", table.drug_hours, is_dealer)
+    files["fig5a"] = plots.drug_share_histogram(workdir / "fig5a_drug_share.png", col["P"], is_dealer, "expert 1")
+    files["fig5b"] = plots.drug_posts_by_hour(workdir / "fig5b_hours.png", table.drug_hours, is_dealer, "expert 1")
     files["fig5c"] = plots.following_ratio(workdir / "fig5c_following_ratio.png",
                                            [a.get("following") or 0 for a in accounts],
-                                           [a.get("followers") or 0 for a in accounts], is_dealer)
-    files["fig5d"] = plots.evidence_share(workdir / "fig5d_evidence.png", col["E"], is_dealer)
+                                           [a.get("followers") or 0 for a in accounts], is_dealer, "expert 1")
+    files["fig5d"] = plots.evidence_share(workdir / "fig5d_evidence.png", col["E"], is_dealer, "expert 1")
     return files

@@ -48,7 +48,9 @@ def precision_recall_curves(path: Path, labels: np.ndarray, scores: Mapping[str,
         y, p = _scored(labels, probability)
         precision, recall, _ = skm.precision_recall_curve(y, p)
         ax.plot(recall, precision, label=f"{method} (AP {skm.average_precision_score(y, p):.3f})")
-    ax.axhline(float(np.mean(labels)), color="grey", linestyle=":", linewidth=1)
+    base_rate = float(np.mean(labels))
+    ax.axhline(base_rate, color="grey", linestyle=":", linewidth=1,
+               label=f"share of drug-related posts ({base_rate:.2f}): a random scorer")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01),
            title="Drug-related posts: precision-recall")
     return _save(fig, ax, path, "lower left")
@@ -80,31 +82,41 @@ def _save(fig, ax, path: Path, legend: str) -> Path:
 
 
 # --------------------------------------------------------------------------- Figure 5
-def _groups(dealer: np.ndarray) -> list[tuple[str, np.ndarray]]:
+# One size for the four panels (660 x 480 px at the dpi of _save), shown side by side.
+FIGURE5_SIZE = (5.5, 4)
+
+
+def _groups(dealer: np.ndarray, judge: str) -> list[tuple[str, np.ndarray]]:
+    """Dealers and the rest as ``judge`` (e.g. "expert 1") labelled them, with their counts."""
     dealer = np.asarray(dealer, bool)
-    return [(f"dealers ({int(dealer.sum())})", dealer), (f"non-dealers ({int((~dealer).sum())})", ~dealer)]
+    return [(f"dealers, {judge} ({int(dealer.sum())})", dealer),
+            (f"non-dealers, {judge} ({int((~dealer).sum())})", ~dealer)]
 
 
-def drug_share_histogram(path: Path, share: np.ndarray, dealer: np.ndarray) -> Path:
-    """Figure 5a: each account's share of drug-related posts, dealers against the rest
-    (each group's histogram normalised to its own size: the groups differ eightfold)."""
+def _histograms(ax, values: np.ndarray, dealer: np.ndarray, judge: str, bins: np.ndarray) -> None:
+    """Each group's histogram normalised to its own size (the groups differ eightfold),
+    the two bars of a bin side by side: no overlap drawn in a colour the legend lacks."""
+    groups = _groups(dealer, judge)
+    ax.hist([values[mask] for _, mask in groups], bins=bins, label=[label for label, _ in groups],
+            weights=[np.full(int(mask.sum()), 1 / max(int(mask.sum()), 1)) for _, mask in groups])
+
+
+def drug_share_histogram(path: Path, share: np.ndarray, dealer: np.ndarray, judge: str = "expert 1") -> Path:
+    """Figure 5a: each account's share of drug-related posts, dealers against the rest."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    bins = np.linspace(0, 1, 21)
-    for label, mask in _groups(dealer):
-        weights = np.full(int(mask.sum()), 1 / max(int(mask.sum()), 1))
-        ax.hist(np.asarray(share)[mask], bins=bins, weights=weights, alpha=0.6, label=label)
+    fig, ax = plt.subplots(figsize=FIGURE5_SIZE)
+    _histograms(ax, np.asarray(share, np.float64), dealer, judge, np.linspace(0, 1, 21))
     ax.set(xlabel="share of the timeline's posts classified drug-related", ylabel="share of accounts",
            title="Figure 5a: drug-related post share")
     return _save(fig, ax, path, "upper right")
 
 
-def drug_posts_by_hour(path: Path, hours: np.ndarray, dealer: np.ndarray) -> Path:
+def drug_posts_by_hour(path: Path, hours: np.ndarray, dealer: np.ndarray, judge: str = "expert 1") -> Path:
     """Figure 5b: drug-related posts by hour of day (post's own offset), as a share of each
     group's drug-related posts; the H1-H4 bins shaded."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (label, mask) in enumerate(_groups(dealer)):
+    fig, ax = plt.subplots(figsize=FIGURE5_SIZE)
+    for i, (label, mask) in enumerate(_groups(dealer, judge)):
         counts = np.asarray(hours)[mask].sum(axis=0)
         ax.bar(np.arange(24) + (i - 0.5) * 0.4, counts / max(counts.sum(), 1), width=0.4, label=label)
     for lo in (6, 18):
@@ -114,35 +126,31 @@ def drug_posts_by_hour(path: Path, hours: np.ndarray, dealer: np.ndarray) -> Pat
     return _save(fig, ax, path, "upper center")
 
 
-def following_ratio(path: Path, following: np.ndarray, followers: np.ndarray, dealer: np.ndarray) -> Path:
+def following_ratio(path: Path, following: np.ndarray, followers: np.ndarray, dealer: np.ndarray,
+                    judge: str = "expert 1") -> Path:
     """Figure 5c: following / max(followers, 1) per account, log scale over the data's range,
     dealers against the rest (a ratio of 0, following nobody, is drawn in the lowest bin)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=FIGURE5_SIZE)
     ratio = np.asarray(following, np.float64) / np.maximum(np.asarray(followers, np.float64), 1)
     positive = ratio[ratio > 0]
     lo, hi = (np.log10(positive.min()), np.log10(positive.max())) if positive.size else (-1.0, 1.0)
     bins = np.logspace(np.floor(lo * 2) / 2, np.ceil(hi * 2) / 2 + 1e-9, 25)  # the data's range, half decades
-    for label, mask in _groups(dealer):
-        weights = np.full(int(mask.sum()), 1 / max(int(mask.sum()), 1))
-        ax.hist(np.clip(ratio[mask], bins[0], bins[-1]), bins=bins, weights=weights, alpha=0.6, label=label)
+    _histograms(ax, np.clip(ratio, bins[0], bins[-1]), dealer, judge, bins)
     ax.set_xscale("log")
     ax.set(xlabel="following / followers", ylabel="share of accounts", title="Figure 5c: relational information")
     return _save(fig, ax, path, "upper right")
 
 
-def evidence_share(path: Path, evidence: np.ndarray, dealer: np.ndarray) -> Path:
+def evidence_share(path: Path, evidence: np.ndarray, dealer: np.ndarray, judge: str = "expert 1") -> Path:
     """Figure 5d: share of accounts with transaction evidence (E), dealers against the rest."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    groups = _groups(dealer)
-    shares = [float(np.mean(np.asarray(evidence)[mask])) if mask.any() else 0.0 for _, mask in groups]
-    bars = ax.bar([label for label, _ in groups], shares, color=["C0", "C1"])
-    for bar, share in zip(bars, shares):
-        ax.annotate(f"{100 * share:.0f} %", (bar.get_x() + bar.get_width() / 2, share), ha="center", va="bottom")
-    ax.set(ylabel="share of accounts with evidence", ylim=(0, 1.05), title="Figure 5d: evidence of transactions")
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig, ax = plt.subplots(figsize=FIGURE5_SIZE)
+    for i, (label, mask) in enumerate(_groups(dealer, judge)):
+        share = float(np.mean(np.asarray(evidence)[mask])) if mask.any() else 0.0
+        ax.bar([i], [share], color=f"C{i}", label=label)
+        ax.annotate(f"{100 * share:.0f} %", (i, share), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom")
+    ax.set(ylabel="share of accounts with evidence", ylim=(0, 1.15), xticks=[0, 1],
+           xticklabels=["dealers", "non-dealers"], title="Figure 5d: evidence of transactions")
+    return _save(fig, ax, path, "upper right")
