@@ -133,3 +133,25 @@ def test_gpu_benchmark_smoke_runs_on_cpu():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| 2 | float32 |" in out.stdout and "| 2 | bfloat16" in out.stdout
     assert "hand-written CPU gradients" in out.stdout
+
+
+def test_paper_tables_copy_an_evaluate_run_into_the_docs_with_its_machine(tmp_path, monkeypatch):
+    tables = _load("paper_tables")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "table1.md").write_text("# Table 1\n\n| Method | F1 |\n|---|---|\n| MLP | 0.62 |\n\nMean ± std.\n")
+    (run / "table2.md").write_text("# Table 2\n\n| Method | F1 |\n|---|---|\n| LR | 0.63 |\n\n"
+                                   "Experts agree on 92.7 % of accounts.\nLR-select kept exp1: P, R3.\n\n## This run\n")
+    (run / "run.json").write_text('{"seconds": {"total": 93.2, "data_and_features": 12.0}}')
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("evaluation.md", "accounts.md"):
+        (docs / name).write_text(f"# {name}\n\n<!-- paper-table1 begin -->\nold\n<!-- paper-table1 end -->\n"
+                                 "<!-- paper-table2 begin -->\nold\n<!-- paper-table2 end -->\n")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    assert tables.main(["--run", str(run), "--write-docs"]) == 0
+    evaluation, accounts = (docs / "evaluation.md").read_text(), (docs / "accounts.md").read_text()
+    assert "| MLP | 0.62 |" in evaluation and "old" in evaluation.split("paper-table1 end")[1]
+    assert "| LR | 0.63 |" in accounts and "LR-select kept exp1: P, R3." in accounts and "## This run" not in accounts
+    head = evaluation.split("<!-- paper-table1 begin -->\n")[1].splitlines()[0]
+    assert head.startswith("Measured ") and "-core " in head and "commit " in head and "Table 1 took 93 s" in head
