@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--accounts", metavar="CSV", help="columns username,expert1,expert2 (0, 1 or empty)")
     lab.add_argument("--relabel", action="store_true", help="also change labels that are already set")
     w = sub.add_parser("where", help="print the ROOT of a synthetic world (generated on first use)")
-    w.add_argument("--preset", default="paper", help="tiny, small or paper (default: paper, the main job's)")
+    w.add_argument("--preset", default="paper",
+                   help="tiny, small, paper, deploy or hard (default: paper, the main job's)")
     w.add_argument("--seed", type=int, default=0, help="the world's seed (default 0)")
     w.add_argument("--image-size", type=int, default=96, help="the size its pictures are drawn at (default 96)")
     w.add_argument("--data-dir", metavar="DIR",

@@ -56,8 +56,8 @@ def check_overrides(args: Sequence[str], schema: type, groups: Iterable[str], co
     keys = schema_keys(schema)
     groups = set(groups)
     for arg, key in override_keys(args):
-        if key in keys or key in groups or key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            continue
+        if key in keys or key.split("/", 1)[0] in groups or key == "hydra" or key.startswith("hydra."):
+            continue  # a schema key, a config group (or a group inside one), Hydra's own
         nearest = difflib.get_close_matches(key, sorted(keys | groups), n=1, cutoff=0.6)
         hint = f"; did you mean {nearest[0]}?" if nearest else ""
         raise OverrideError(
