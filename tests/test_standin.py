@@ -179,3 +179,24 @@ def test_pretraining_runs_through_the_loop_and_exports_a_verified_backbone(tmp_p
     (run / "results.json").write_text(json.dumps(results_json))
     with pytest.raises(WeightsError, match="stopped at step 1 of 2"):
         export(run, weights, record)
+
+
+def test_export_command_line_refuses_what_is_not_a_finished_pretext_run(tmp_path, capsys):
+    from drugjax.training import export as export_module
+
+    assert export_module.main([str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no results.json; finish the run first" in err and err.count("\n") == 1
+    heads_run = tmp_path / "heads"
+    heads_run.mkdir()
+    (heads_run / "results.json").write_text(json.dumps({"config": {"model": {"kind": "heads"},
+                                                                   "data": {"kind": "synthetic"}}}))
+    assert export_module.main([str(heads_run)]) == 2
+    assert "not a pretext run (model.kind=heads)" in capsys.readouterr().err
+
+
+def test_export_records_the_commit_of_the_checkout():
+    from drugjax.training.export import _git_commit
+
+    commit = _git_commit()  # None outside a git checkout (an installed wheel)
+    assert commit is None or (len(commit.split("+")[0]) == 40 and all(c in "0123456789abcdef" for c in commit[:40]))
