@@ -275,7 +275,7 @@ def _train_part(program: _Program, table: FeatureTable, configs: list[HeadConfig
         carry, losses, done = resumed
         carry = jax.device_put(carry, program.sharded)
         log.info("sweep part resumed at step %d", done)
-    with Progress(schedule.steps, f"training {len(configs)} configurations together", unit="step") as bar:
+    with Progress(schedule.steps, f"training {len(configs)} configurations together", unit="steps") as bar:
         bar.update(done)
         while done < schedule.steps:
             stop = min(done + schedule.chunk_steps, schedule.steps)
