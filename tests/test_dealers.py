@@ -98,3 +98,49 @@ def test_table2_files_carry_the_papers_numbers(tmp_path):
     doc = json.loads(files["table2_json"].read_text())
     assert [tuple(r.values()) for r in doc["paper"]["rows"]] == list(PAPER_TABLE2)
     assert "Cohen's kappa" in format_table2_markdown(table2(x, list(y), list(y), NAMES))
+
+
+def test_holdout_selection_never_sees_the_accounts_it_is_scored_on(monkeypatch):
+    from drugjax.evaluation import dealers
+
+    x, y = known_world()
+    seen = {}
+    support = dealers.holdout_support
+
+    def recording_support(rows, labels, cfg):
+        seen.setdefault("held", []).append({tuple(r) for r in rows})
+        return support(rows, labels, cfg)
+    predictions = dealers.out_of_fold_predictions
+
+    def recording_predictions(method, rows, labels, names, cfg, fixed=None):
+        seen.setdefault("scored", []).append({tuple(r) for r in rows})
+        return predictions(method, rows, labels, names, cfg, fixed)
+    monkeypatch.setattr(dealers, "holdout_support", recording_support)
+    monkeypatch.setattr(dealers, "out_of_fold_predictions", recording_predictions)
+    cfg = DealerConfig(selection="holdout", holdout_fraction=0.3, l1_c=0.05)
+    t = table2(x, list(y), list(y), NAMES, cfg)
+    assert len(seen["held"]) == 2 and len(seen["scored"]) == 4  # per expert: one selection, LR and LR-select
+    for held in seen["held"]:
+        assert len(held) == 90 and all(not (held & scored) for scored in seen["scored"])
+    assert t.counts["exp1_held_out"] == 90 and t.kept["exp1"] == ["a", "d"]
+    assert all(kept == ["a", "d"] for kept in t.kept_per_fold["exp1"])  # fixed by the hold-out, in every fold
+
+
+def test_other_ground_truth_scores_each_experts_model_against_the_other_expert():
+    from drugjax.evaluation.dealers import scores
+
+    x, y = known_world()
+    rng = np.random.default_rng(1)
+    other = np.where(rng.uniform(size=len(y)) < 0.1, 1 - y, y)  # an expert who disagrees on a tenth
+    own = table2(x, list(y), list(other), NAMES)
+    crossed = table2(x, list(y), list(other), NAMES, DealerConfig(ground_truth="other"))
+    row = next(r for r in crossed.rows if r["method"] == "LR" and r["expert"] == "exp1")
+    assert row == {"method": "LR", "expert": "exp1", **scores(other, crossed.out_of_fold["LR/exp1"])}
+    assert np.array_equal(crossed.out_of_fold["LR/exp1"], own.out_of_fold["LR/exp1"])  # same model, other truth
+    assert row != next(r for r in own.rows if r["method"] == "LR" and r["expert"] == "exp1")
+
+
+def test_unknown_protocol_readings_are_refused():
+    x, y = known_world()
+    with pytest.raises(ValueError, match="dealers.selection must be one of"):
+        table2(x, list(y), list(y), NAMES, DealerConfig(selection="fold"))

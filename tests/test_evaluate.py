@@ -174,6 +174,8 @@ def test_user_root_post_without_image_is_scored_by_text_and_without_text_by_imag
     ("split=fold", "split must be one of ['post', 'account']"),
     ("fusion.weight=1.5", "fusion.weight and fusion.weights must lie in [0, 1]"),
     ("model.backbone.weights=missing.npz", "model.backbone.weights=missing.npz: no such file"),
+    ("dealers.selection=fold", "dealers.selection must be nested or holdout"),
+    ("dealers.holdout_fraction=1.5", "dealers.holdout_fraction must lie between 0 and 1"),
 ])
 def test_bad_config_is_one_error_line_and_exit_1(tmp_path, override, message, call_main):
     refused = call_main(evaluate.main, override, f"workdir={tmp_path / 'run'}", f"data.data_dir={tmp_path / 'cache'}",

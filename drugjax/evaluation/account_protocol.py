@@ -84,7 +84,8 @@ def save_dealer_model(folder: Path, cfg: EvaluateConfig, x: np.ndarray, expert1:
 def dealer_config(cfg: EvaluateConfig) -> dealers.DealerConfig:
     d = cfg.dealers
     return dealers.DealerConfig(num_folds=d.num_folds, l1_c=d.l1_c, min_coefficient=d.min_coefficient, c=d.c,
-                                seed=cfg.seed)
+                                seed=cfg.seed, selection=d.selection, holdout_fraction=d.holdout_fraction,
+                                ground_truth=d.ground_truth)
 
 
 def write_account_features(path: Path, accounts: Sequence[Mapping[str, Any]], table: AccountTable) -> Path:
@@ -137,9 +138,9 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[
         f"- Dealers: expert 1 {counts['exp1_dealers']} of {counts['exp1_judged']} judged, expert 2 "
         f"{counts['exp2_dealers']} of {counts['exp2_judged']}.",
         f"- {cfg.dealers.num_folds}-fold stratified CV over accounts (seed {cfg.seed}); standardised features; "
-        f"class_weight=balanced; L1 selection (C={cfg.dealers.l1_c:g}, |coef| > {cfg.dealers.min_coefficient:g}) "
-        "fitted inside each training fold; each expert's rows train and score on that expert's labels; "
+        f"class_weight=balanced; L1 selection (C={cfg.dealers.l1_c:g}, |coef| > {cfg.dealers.min_coefficient:g}); "
         "precision, recall, F1 of the dealer class on the pooled out-of-fold predictions.",
+        f"- Protocol: {dealers.protocol_note(dealer_config(cfg))}.",
         "- LR-select kept per fold: " + "; ".join(
             f"{e}: " + " | ".join(",".join(k) for k in folds) for e, folds in t2.kept_per_fold.items()) + ".",
     ]

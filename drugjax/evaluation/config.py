@@ -65,6 +65,15 @@ class DealersConfig:
     # where a blacklist match sets E: the paper's bio and comments of drug-related posts;
     # add caption to count captions too (their matches are listed as evidence either way)
     evidence_sources: list[str] = field(default_factory=lambda: ["bio", "comment"])
+    # Two readings of the paper's protocol (docs/accounts.md): nested (LR-select's L1
+    # selection inside each training fold, the default: no account scored was seen by the
+    # selection) or holdout (the paper's: selected once on a stratified hold-out share of
+    # the accounts, which are then left out of the scores)
+    selection: str = "nested"
+    holdout_fraction: float = 0.3
+    # own: each expert's rows train and score on that expert's labels (the default);
+    # other: train on one expert's labels, score against the other expert's
+    ground_truth: str = "own"
 
 
 @dataclass
@@ -132,6 +141,12 @@ def check(cfg: EvaluateConfig) -> None:
     if d.num_folds < 2 or d.l1_c <= 0 or d.c <= 0 or d.min_coefficient < 0:
         raise ConfigError(f"dealers.num_folds must be >= 2, dealers.l1_c and dealers.c > 0 and "
                           f"dealers.min_coefficient >= 0; got {d.num_folds}, {d.l1_c}, {d.c}, {d.min_coefficient}")
+    if d.selection not in ("nested", "holdout") or d.ground_truth not in ("own", "other"):
+        raise ConfigError(f"dealers.selection must be nested or holdout and dealers.ground_truth own or other; "
+                          f"got {d.selection!r}, {d.ground_truth!r}")
+    if not 0.0 < d.holdout_fraction < 1.0:
+        raise ConfigError(f"dealers.holdout_fraction must lie between 0 and 1 (the accounts held out for the "
+                          f"selection), got {d.holdout_fraction}")
     if not d.evidence_sources or set(d.evidence_sources) - {"bio", "caption", "comment"}:
         raise ConfigError(f"dealers.evidence_sources must be a non-empty list of bio, caption, comment; "
                           f"got {list(d.evidence_sources)}")

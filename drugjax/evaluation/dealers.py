@@ -15,7 +15,12 @@ one account in eight is a dealer, and unweighted logistic regression would mostl
 Protocol: stratified 5-fold cross-validation over the accounts (seeded). For each expert
 the classifiers are trained on that expert's labels and scored against them, out of fold;
 the selection is part of the pipeline, so it is fitted inside each training fold and never
-sees the test accounts (nested). Precision, recall and F1 of the dealer class are computed
+sees the test accounts (``selection="nested"``, the default). Two other readings of the
+paper are selectable: ``selection="holdout"`` (its "L1 regularization on hold-out data":
+the selection fitted once on a stratified hold-out share of the accounts, which are then
+left out of the cross-validation and its scores) and ``ground_truth="other"`` (its
+caption's "each expert's annotation as the ground truth ... for the other expert": trained
+on one expert's labels, scored against the other's). Precision, recall and F1 of the dealer class are computed
 once on the pooled out-of-fold predictions (27 dealers in five folds leave five or six per
 fold: per-fold F1 would mostly be noise). The expert rows score one expert's labels with the
 other's as ground truth; agreement and Cohen's kappa say how far the two agree.
@@ -41,6 +46,8 @@ from sklearn.preprocessing import StandardScaler
 
 METHODS = ("LR", "LR-select")
 EXPERTS = ("exp1", "exp2")
+SELECTIONS = ("nested", "holdout")
+GROUND_TRUTHS = ("own", "other")
 
 # Table 2 of the paper, exactly: (method, expert, precision %, recall %, F1).
 PAPER_TABLE2: tuple[tuple[str, str, float, float, float], ...] = (
@@ -62,6 +69,14 @@ class DealerConfig:
     min_coefficient: float = 0.01  # |coefficient| at or below this drops a feature
     c: float = 1.0  # inverse L2 strength of the final logistic regression
     seed: int = 0
+    # nested: LR-select's L1 selection fitted inside each training fold; holdout: the
+    # paper's, fitted once on a stratified hold-out share of the accounts that are then
+    # left out of the cross-validation
+    selection: str = "nested"
+    holdout_fraction: float = 0.3
+    # own: each expert's rows train and score on that expert's labels; other: train on
+    # one expert's labels and score against the other's
+    ground_truth: str = "own"
 
 
 class L1Selection(SelectorMixin, BaseEstimator):
@@ -87,6 +102,20 @@ class L1Selection(SelectorMixin, BaseEstimator):
 
     def _get_support_mask(self) -> np.ndarray:
         return self.support_
+
+
+class FixedSelection(SelectorMixin, BaseEstimator):
+    """Keep the features ``support`` names, chosen beforehand (the hold-out selection)."""
+
+    def __init__(self, support: Sequence[bool] = ()):
+        self.support = support
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "FixedSelection":
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        return np.asarray(self.support, bool)
 
 
 def classifier(method: str, cfg: DealerConfig = DealerConfig()) -> Pipeline:
@@ -150,40 +179,86 @@ class Table2:
 
 
 def out_of_fold_predictions(method: str, x: np.ndarray, y: np.ndarray, names: Sequence[str],
-                            cfg: DealerConfig) -> tuple[np.ndarray, list[list[str]]]:
-    """Out-of-fold 0/1 predictions of ``method`` and the features each fold's model kept."""
+                            cfg: DealerConfig, support: np.ndarray | None = None) -> tuple[np.ndarray, list[list[str]]]:
+    """Out-of-fold 0/1 predictions of ``method`` and the features each fold's model kept;
+    with ``support``, LR-select keeps those features instead of selecting in each fold."""
     folds = StratifiedKFold(cfg.num_folds, shuffle=True, random_state=cfg.seed)
     predicted = np.zeros(len(y), np.int64)
     kept = []
     for train, test in folds.split(x, y):
-        model = classifier(method, cfg).fit(x[train], y[train])
+        model = _model(method, cfg, support).fit(x[train], y[train])
         predicted[test] = model.predict(x[test])
         kept.append(kept_features(model, names))
     return predicted, kept
 
 
+def _model(method: str, cfg: DealerConfig, support: np.ndarray | None) -> Pipeline:
+    model = classifier(method, cfg)
+    if support is not None and "select" in model.named_steps:
+        model.steps[1] = ("select", FixedSelection(support))
+    return model
+
+
+def holdout_split(y: np.ndarray, cfg: DealerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(held_out, scored)`` indices: a stratified share ``holdout_fraction`` of the
+    accounts for the L1 selection, the rest for the cross-validation."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    held, scored = train_test_split(index, train_size=cfg.holdout_fraction, stratify=y, random_state=cfg.seed)
+    return np.sort(held), np.sort(scored)
+
+
+def holdout_support(x: np.ndarray, y: np.ndarray, cfg: DealerConfig) -> np.ndarray:
+    """The paper's selection: the L1 fit on the hold-out accounts (standardised on them)."""
+    select = L1Selection(c=cfg.l1_c, min_coefficient=cfg.min_coefficient, seed=cfg.seed)
+    return Pipeline([("standardise", StandardScaler()), ("select", select)]).fit(x, y)["select"].get_support()
+
+
+def _check_classes(expert: str, y: np.ndarray, folds: int, what: str) -> None:
+    if y.sum() < folds or (len(y) - y.sum()) < folds:
+        raise ValueError(f"{expert} labels {int(y.sum())} of {len(y)} {what} accounts as dealers; "
+                         f"{folds}-fold cross-validation needs at least {folds} of each class")
+
+
 def table2(x: np.ndarray, expert1: Sequence[int | None], expert2: Sequence[int | None], names: Sequence[str],
            cfg: DealerConfig = DealerConfig()) -> Table2:
-    """Run the protocol (module docstring). Accounts an expert has not judged (None) are
-    left out of that expert's rows and of the agreement, and counted."""
+    """Run the protocol (module docstring; ``cfg.selection`` and ``cfg.ground_truth`` pick
+    the reading). Accounts an expert has not judged (None) are left out of that expert's
+    rows and of the agreement, and counted."""
+    if cfg.selection not in SELECTIONS or cfg.ground_truth not in GROUND_TRUTHS:
+        raise ValueError(f"dealers.selection must be one of {SELECTIONS} and dealers.ground_truth one of "
+                         f"{GROUND_TRUTHS}; got {cfg.selection!r}, {cfg.ground_truth!r}")
     x = np.asarray(x, np.float64)
     labels = {"exp1": list(expert1), "exp2": list(expert2)}
     rows, kept, kept_per_fold, oof = [], {}, {}, {}
     counts = {"accounts": len(x)}
     for expert, values in labels.items():
         judged = np.array([v is not None for v in values])
+        counts[f"{expert}_judged"] = int(judged.sum())
+        counts[f"{expert}_dealers"] = int(sum(int(v) for v in values if v is not None))
+        truth_values = values
+        if cfg.ground_truth == "other":  # trained on this expert, scored against the other one
+            truth_values = labels["exp2" if expert == "exp1" else "exp1"]
+            judged &= np.array([v is not None for v in truth_values])
         y = np.array([int(v) if v is not None else 0 for v in values])[judged]
-        counts[f"{expert}_judged"], counts[f"{expert}_dealers"] = int(judged.sum()), int(y.sum())
-        if y.sum() < cfg.num_folds or (len(y) - y.sum()) < cfg.num_folds:
-            raise ValueError(f"{expert} labels {int(y.sum())} of {len(y)} judged accounts as dealers; "
-                             f"{cfg.num_folds}-fold cross-validation needs at least {cfg.num_folds} of each class")
+        truth = np.array([int(v) if v is not None else 0 for v in truth_values])[judged]
+        _check_classes(expert, y, cfg.num_folds, "judged")
+        rows_x, scored, support = x[judged], np.arange(len(y)), None
+        if cfg.selection == "holdout":
+            held, scored = holdout_split(y, cfg)
+            support = holdout_support(rows_x[held], y[held], cfg)
+            counts[f"{expert}_held_out"] = len(held)
+            _check_classes(expert, y[scored], cfg.num_folds, "cross-validated")
         for method in METHODS:
-            predicted, folds_kept = out_of_fold_predictions(method, x[judged], y, names, cfg)
-            rows.append({"method": method, "expert": expert, **scores(y, predicted)})
+            predicted, folds_kept = out_of_fold_predictions(method, rows_x[scored], y[scored], names, cfg, support)
+            rows.append({"method": method, "expert": expert, **scores(truth[scored], predicted)})
             oof[f"{method}/{expert}"] = predicted
             if method == "LR-select":
                 kept_per_fold[expert] = folds_kept
-                kept[expert] = kept_features(classifier(method, cfg).fit(x[judged], y), names)
+                final = _model(method, cfg, support).fit(rows_x[scored], y[scored]) if support is not None else \
+                    classifier(method, cfg).fit(rows_x, y)
+                kept[expert] = kept_features(final, names)
     both = np.array([a is not None and b is not None for a, b in zip(*labels.values())])
     e1 = np.array([int(v) for v, k in zip(labels["exp1"], both) if k])
     e2 = np.array([int(v) for v, k in zip(labels["exp2"], both) if k])
@@ -193,6 +268,17 @@ def table2(x: np.ndarray, expert1: Sequence[int | None], expert2: Sequence[int |
     rows.append({"method": "Expert 1", "expert": "exp2", **scores(e2, e1)})
     return Table2(rows, 100 * float(np.mean(e1 == e2)) if len(e1) else float("nan"), cohen_kappa(e1, e2),
                   kept, kept_per_fold, counts, oof)
+
+
+def protocol_note(cfg: DealerConfig) -> str:
+    """What table2.md says of the protocol it ran."""
+    selection = ("the L1 selection fitted inside each training fold (nested)" if cfg.selection == "nested" else
+                 f"the L1 selection fitted once on a stratified hold-out {cfg.holdout_fraction:.0%} of the judged "
+                 "accounts (the paper's), which are then left out of the cross-validation and of the scores")
+    truth = ("each expert's rows train and score on that expert's labels" if cfg.ground_truth == "own" else
+             "each expert's rows train on that expert's labels and score against the other expert's "
+             "(accounts both judged)")
+    return f"dealers.selection={cfg.selection}: {selection}; dealers.ground_truth={cfg.ground_truth}: {truth}"
 
 
 # --------------------------------------------------------------------------- files
