@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> dict:
           f"by {config.split}; {seconds['total']:.0f} s)\n", flush=True)
     print(format_table1_markdown(out["table1"]), flush=True)
     if "accounts" in sources and len(sources["accounts"]):
-        accounts = account_protocol.run(config, workdir, sources["accounts"])
+        accounts = account_protocol.run(config, workdir, sources["accounts"], out["checkpoint"])
         out["accounts"] = accounts
         out["files"].update(accounts["files"])
         c = accounts["counts"]

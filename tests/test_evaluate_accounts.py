@@ -7,6 +7,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pytest
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,11 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
     assert "Table 1" in report and "LR-select" in report and report.count("data:image/png;base64,") == 7
     rows = list(csv.DictReader((run / "account_features.csv").open()))
     assert len(rows) == 8 == out["accounts"]["counts"]["accounts"]
+    # Every timeline post has a picture and text here: all scored by late fusion, as the paper's.
+    counts = out["accounts"]["counts"]
+    assert counts["timeline_posts_by_fusion"] == counts["timeline_posts"] - counts["timeline_posts_out_of_fold"] > 0
+    assert counts["timeline_posts_by_text_only"] == 0 == counts["timeline_posts_by_image_only"]
+    assert f"{counts['timeline_posts_by_fusion']} by late fusion of picture and text" in (run / "table2.md").read_text()
     saved = joblib.load(run / "models" / "dealers.joblib")
     assert saved["feature_names"][0] == "P" and saved["model"].predict(np.zeros((1, 9))).shape == (1,)
 
@@ -65,7 +71,7 @@ def test_too_few_dealers_for_the_folds_skips_table2_with_a_reason(tmp_path):
     accounts = [{"username": f"u{i}", "bio": "hmu", "followers": 10, "following": 5, "expert1": int(i == 0),
                  "expert2": int(i == 0), "timeline": [post(i, "cake")]} for i in range(3)]
     source = [{"json": json.dumps(a)} for a in accounts]
-    cfg = to_config({"workdir": str(tmp_path)})
+    cfg = to_config({"workdir": str(tmp_path), "dealers": {"post_scores": "text"}})
     out = account_protocol.run(cfg, tmp_path, source)
     assert out["table2"] is None and "exp1 labels 1 of 3" in out["skipped"]
     assert "Table 2 skipped" in (tmp_path / "table2.md").read_text()
@@ -86,3 +92,25 @@ def test_bad_dealer_settings_fail_at_start_with_the_key():
             assert key in str(e)
         else:
             raise AssertionError(f"{dealers} was accepted")
+
+
+def test_a_timeline_post_without_a_picture_is_scored_by_its_text_and_counted():
+    from drugjax.evaluation.protocol import PostModels
+    from drugjax.evaluation.timelines import fused_probabilities
+
+    class Models(PostModels):  # the saved models' interface, with known outputs
+        def __init__(self):
+            self.fusion = {"weight": 0.5}
+
+        def image_probability(self, features, method="mt_mlp"):
+            return np.asarray(features)[:, 0]
+
+        def text_probability(self, posts, mode="combined"):
+            return np.full(len(posts), 0.2)
+
+    posts = [{"id": "a", "caption": "drank", "tags": []}, {"id": "b", "caption": "no picture", "tags": []},
+             {"id": "c", "caption": " ", "tags": []}]
+    features = {"a": np.array([0.8, 0.0]), "c": np.array([0.6, 0.0])}
+    probability, counts = fused_probabilities(Models(), features, posts)
+    assert probability == pytest.approx({"a": 0.5, "b": 0.2, "c": 0.6})  # fused; text alone; picture alone
+    assert counts == {"fusion": 1, "text_only": 1, "image_only": 1}

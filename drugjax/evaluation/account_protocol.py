@@ -103,21 +103,45 @@ def write_account_features(path: Path, accounts: Sequence[Mapping[str, Any]], ta
     return path
 
 
-def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[str, Any]:
-    """Account features, Table 2, Figures 5a-d and the dealer model, from the Table 1 run
-    in ``workdir``; returns ``table2`` (:class:`~drugjax.evaluation.dealers.Table2`),
-    ``files``, ``problems`` and ``counts``."""
-    import joblib
+def post_probability(cfg: EvaluateConfig, workdir: Path, accounts: Sequence[Mapping[str, Any]],
+                     accounts_source: Any, known: Mapping[str, float],
+                     checkpoint: Any = None) -> tuple[Any, dict[str, int]]:
+    """The drug probability P, H1-H4 and E read for a timeline post: its out-of-fold late
+    fusion where it is a labelled post (``known``), else the saved models of Table 1 —
+    late fusion of its picture and text (``dealers.post_scores=fusion``, the paper's
+    classifier) or the text model alone (``text``). Returns it with how the other
+    timeline posts were scored (``fusion``, ``text_only``, ``image_only``)."""
+    unique = {str(p.get("id")): p for a in accounts for p in a.get("timeline") or []}
+    rest = [p for pid, p in unique.items() if pid not in known]
+    if cfg.dealers.post_scores == "text":
+        import joblib
 
+        text = text_probability(joblib.load(workdir / "models" / "text_combined.joblib"))
+        return with_known(known, text), {"fusion": 0, "text_only": len(rest), "image_only": 0}
+    from drugjax.evaluation.protocol import load_models
+    from drugjax.evaluation.timelines import fused_probabilities, timeline_features
+
+    features = timeline_features(cfg, accounts_source, checkpoint)
+    fused, counts = fused_probabilities(load_models(workdir / "models"), features, rest)
+    return with_known(known, lambda posts: np.array([fused[str(p.get("id"))] for p in posts])), counts
+
+
+def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any, checkpoint: Any = None) -> dict[str, Any]:
+    """Account features, Table 2, Figures 5a-d and the dealer model, from the Table 1 run
+    in ``workdir`` (``checkpoint``: Table 1's backbone, when a train.py run); returns
+    ``table2`` (:class:`~drugjax.evaluation.dealers.Table2`), ``files``, ``problems`` and
+    ``counts``."""
     workdir = Path(workdir)
     accounts = load_account_records(accounts_source)
     known = out_of_fold_probabilities(workdir / "predictions.csv")
-    text_model = joblib.load(workdir / "models" / "text_combined.joblib")
     blacklist = Blacklist.load(cfg.dealers.blacklist) if cfg.dealers.blacklist else Blacklist.load()
     timeline_ids = {str(p.get("id")) for a in accounts for p in a.get("timeline") or []}
-    log.info("Table 2: %d accounts, %d timeline posts scored, then dealer detection (%d folds) and Figures 5a-d",
-             len(accounts), len(timeline_ids), cfg.dealers.num_folds)
-    table = account_table(accounts, with_known(known, text_probability(text_model)), threshold=cfg.threshold,
+    log.info("Table 2: %d accounts, %d timeline posts scored (%s), then dealer detection (%d folds) and "
+             "Figures 5a-d", len(accounts), len(timeline_ids),
+             "late fusion of picture and text" if cfg.dealers.post_scores == "fusion" else "text only",
+             cfg.dealers.num_folds)
+    probability, scored_by = post_probability(cfg, workdir, accounts, accounts_source, known, checkpoint)
+    table = account_table(accounts, probability, threshold=cfg.threshold,
                           blacklist=blacklist, log_counts=cfg.dealers.log_counts,
                           evidence_sources=tuple(cfg.dealers.evidence_sources))
     expert1 = [a.get("expert1") for a in accounts]
@@ -128,13 +152,15 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any) -> dict[
         return _without_table2(cfg, workdir, accounts, table, expert1, f"Table 2 skipped: {e} (dealers.num_folds)")
     counts = {**t2.counts, "timeline_posts": int(table.timeline_sizes.sum()),
               "timeline_posts_out_of_fold": len(timeline_ids & set(known)),
-              "timeline_posts_by_saved_text_model": len(timeline_ids - set(known))}
+              **{f"timeline_posts_by_{how}": n for how, n in scored_by.items()}}
     notes = [
         "## This run", "",
         f"- {counts['accounts']} accounts, {counts['timeline_posts']} timeline posts: "
-        f"{counts['timeline_posts_out_of_fold']} scored by their out-of-fold late fusion (labelled posts), "
-        f"{counts['timeline_posts_by_saved_text_model']} by the saved text model (Combined; no image features "
-        f"for timeline posts). A post is drug-related at probability >= {cfg.threshold:g}.",
+        f"{counts['timeline_posts_out_of_fold']} scored by their out-of-fold late fusion (labelled posts); "
+        f"the others by the saved models (dealers.post_scores={cfg.dealers.post_scores}): "
+        f"{scored_by['fusion']} by late fusion of picture and text, {scored_by['text_only']} by text alone"
+        f"{' (no usable picture)' if cfg.dealers.post_scores == 'fusion' else ''}, {scored_by['image_only']} "
+        f"by picture alone (no text). A post is drug-related at probability >= {cfg.threshold:g}.",
         f"- Dealers: expert 1 {counts['exp1_dealers']} of {counts['exp1_judged']} judged, expert 2 "
         f"{counts['exp2_dealers']} of {counts['exp2_judged']}.",
         f"- {cfg.dealers.num_folds}-fold stratified CV over accounts (seed {cfg.seed}); standardised features; "

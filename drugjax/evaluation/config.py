@@ -74,6 +74,10 @@ class DealersConfig:
     # own: each expert's rows train and score on that expert's labels (the default);
     # other: train on one expert's labels, score against the other expert's
     ground_truth: str = "own"
+    # How a timeline post that is not a labelled post gets its drug probability: fusion
+    # (the paper's classifier: Table 1's MT MLP on its picture's backbone features, late-
+    # fused with the Combined text model) or text (the text model alone, no features)
+    post_scores: str = "fusion"
 
 
 @dataclass
@@ -144,6 +148,8 @@ def check(cfg: EvaluateConfig) -> None:
     if d.selection not in ("nested", "holdout") or d.ground_truth not in ("own", "other"):
         raise ConfigError(f"dealers.selection must be nested or holdout and dealers.ground_truth own or other; "
                           f"got {d.selection!r}, {d.ground_truth!r}")
+    if d.post_scores not in ("fusion", "text"):
+        raise ConfigError(f"dealers.post_scores must be fusion or text, got {d.post_scores!r}")
     if not 0.0 < d.holdout_fraction < 1.0:
         raise ConfigError(f"dealers.holdout_fraction must lie between 0 and 1 (the accounts held out for the "
                           f"selection), got {d.holdout_fraction}")

@@ -153,27 +153,40 @@ class ImageScores:
     seconds: float
 
 
+def feature_backbone(cfg: EvaluateConfig, checkpoint: BackboneCheckpoint | None = None
+                     ) -> tuple[Any, Any, Callable[[], dict], str | None]:
+    """``(train config, backbone, variables(), weights id)`` of the frozen feature
+    extractor: ``model.backbone``'s weights (id None: the weights file's digest), or with
+    ``checkpoint`` (a train.py run as ``model.backbone.weights``) its backbone's parameters
+    and batch statistics as the run built it (``transform_input``), keyed by its state
+    digest."""
+    import jax
+    import jax.numpy as jnp
+
+    from drugjax.training import build
+
+    tcfg = train_config(cfg)
+    if checkpoint is None:
+        weights = build.load_backbone_weights(tcfg)
+        backbone = build.make_backbone(tcfg, jnp.float32, training=False)
+        init_key, _ = jax.random.split(jax.random.PRNGKey(tcfg.seed))  # a random backbone: as train.py's
+        return tcfg, backbone, lambda: build.backbone_variables(backbone, weights, init_key, tcfg.data.image_size), None
+    backbone_cfg = dataclasses.replace(tcfg.model.backbone, weights="none", transform_input=checkpoint.transform_input)
+    tcfg = dataclasses.replace(tcfg, model=dataclasses.replace(tcfg.model, backbone=backbone_cfg))
+    backbone = build.make_backbone(tcfg, jnp.float32, training=False)
+    return tcfg, backbone, checkpoint.variables, checkpoint.weights_id
+
+
 def image_features(cfg: EvaluateConfig, sources: Mapping[str, Any],
                    checkpoint: BackboneCheckpoint | None = None) -> dict:
     """The backbone's features of the usable posts and ``data.sources`` (cached; the
-    same cache as train.py's ``model.kind=heads``). With ``checkpoint`` (a train.py run
-    as ``model.backbone.weights``), its backbone's parameters and batch statistics, as
-    the run built it (``transform_input``), keyed in the cache by its state digest."""
-    if checkpoint is None:
-        from drugjax.training.grid import backbone_features
+    same cache as train.py's ``model.kind=heads``), from :func:`feature_backbone`."""
+    from drugjax.training import inputs
 
-        return backbone_features(train_config(cfg), dict(sources))
-    import jax.numpy as jnp
-
-    from drugjax.training import build, inputs
-
-    tcfg = train_config(cfg)
-    backbone_cfg = dataclasses.replace(tcfg.model.backbone, weights="none", transform_input=checkpoint.transform_input)
-    tcfg = dataclasses.replace(tcfg, model=dataclasses.replace(tcfg.model, backbone=backbone_cfg))
+    tcfg, backbone, variables, weights_id = feature_backbone(cfg, checkpoint)
     inputs.check_sources(tcfg, sources)
-    backbone = build.make_backbone(tcfg, jnp.float32, training=False)
-    return inputs.cached_features(tcfg, sources, backbone, is_main=True, backbone_variables=checkpoint.variables,
-                                  weights_id=checkpoint.weights_id)
+    return inputs.cached_features(tcfg, sources, backbone, is_main=True, backbone_variables=variables,
+                                  weights_id=weights_id)
 
 
 def train_image_method(cfg: EvaluateConfig, features: Mapping[str, dict], posts: Posts, folds: np.ndarray,
@@ -403,7 +416,8 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
                "files": {k: str(v) for k, v in files.items()}}
     files["run"] = workdir / "run.json"
     files["run"].write_text(json.dumps(summary, indent=1) + "\n")
-    return {"table1": table, "files": files, "counts": counts, "seconds": seconds, "fusion": fusion}
+    return {"table1": table, "files": files, "counts": counts, "seconds": seconds, "fusion": fusion,
+            "checkpoint": checkpoint}
 
 
 def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult,
