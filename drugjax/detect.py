@@ -135,12 +135,50 @@ def candidate_tags(posts: Sequence[Mapping[str, Any]], drug: np.ndarray, diction
     return sorted(rows, key=lambda r: (-r["drug_posts"], -r["drug_share"], r["tag"]))
 
 
+def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], text_only: bool
+                ) -> tuple[Any, str]:
+    """The drug probability of a post, as evaluate.py's account stage computes it: late
+    fusion of its picture (the run's backbone and MT MLP heads) and its text, or the text
+    model alone with ``text_only``; and a sentence saying which."""
+    import joblib
+
+    from drugjax.evaluation.account_protocol import text_probability
+
+    if text_only:
+        text = text_probability(joblib.load(folder / "text_combined.joblib"))
+        return text, "the text model alone (--text-only: no picture looked at)"
+    from drugjax.evaluation.config import to_config
+    from drugjax.evaluation.protocol import load_models
+    from drugjax.evaluation.timelines import Pictures, fused_probabilities, picture_features
+    from drugjax.training.build import resolve_weights
+
+    models = load_models(folder)
+    backbone = models.fusion["backbone"]
+    if backbone.get("checkpoint") is not None:
+        raise DetectError(f"{folder}: its image model reads the features of a train.py checkpoint "
+                          f"({backbone['weights']}); detect computes features from weights files only. "
+                          "Pass --text-only, or evaluate with a weights file")
+    cfg = to_config({"seed": backbone["seed"], "data": {"image_size": backbone["image_size"]},
+                     "model": {"backbone": {k: backbone[k] for k in ("name", "weights", "transform_input",
+                                                                     "pool_layers", "flip_average")}}})
+    from drugjax.evaluation.config import train_config
+
+    if resolve_weights(train_config(cfg)).sha256 != backbone["weights_sha256"]:
+        raise DetectError(f"the backbone weights {backbone['weights']} are not those {folder} was trained with "
+                          "(sha256 differs); evaluate again, or pass --text-only")
+    features = picture_features(cfg, Pictures.of_files(root, posts))
+    fused, counts = fused_probabilities(models, features, posts)
+    return (lambda ps: np.array([fused[str(p["id"])] for p in ps]),
+            f"late fusion of picture and text, as evaluate.py's ({counts['fusion']} posts by both, "
+            f"{counts['text_only']} by text alone without a usable picture, {counts['image_only']} by picture alone)")
+
+
 def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary: str | Path = DEFAULT_DICTIONARY,
-           pseudonymize: str | Path | None = None) -> dict[str, Any]:
+           pseudonymize: str | Path | None = None, text_only: bool = False) -> dict[str, Any]:
     """Write review.csv, review.html and candidate_tags.csv into ``out``; returns counts and paths."""
     import joblib
 
-    from drugjax.evaluation.account_protocol import DEALER_MODEL_FILE, text_probability
+    from drugjax.evaluation.account_protocol import DEALER_MODEL_FILE
     from drugjax.evaluation.dealers import contributions
 
     root, models, out = Path(root), Path(models), Path(out)
@@ -152,7 +190,6 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     if not (root / schema.POSTS_FILE).is_file():
         raise DetectError(f"{root / schema.POSTS_FILE} does not exist; ROOT is a dataset folder (docs/data-format.md)")
     terms = load_dictionary(dictionary)
-    text_model = joblib.load(folder / "text_combined.joblib")
     dealer = joblib.load(folder / DEALER_MODEL_FILE)
     threshold = float(json.loads((folder / "fusion.json").read_text())["threshold"])
     loaded = schema.load_posts(root, decode_images=False)
@@ -164,15 +201,17 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     names = _names(pseudonymize, root, out, [a["username"] for a in accounts] + [p["account"] for p in loaded.records])
 
     matched = [p for p in loaded.records if {_tag(t) for t in p.get("tags") or []} & terms]
-    prob = text_probability(text_model)(matched) if matched else np.zeros(0)
+    with_timeline = [a for a in accounts if a["timeline"]]
+    scored_posts = list({str(p["id"]): p for p in matched + [p for a in with_timeline for p in a["timeline"]]}.values())
+    probability, scored_by = post_scorer(root, folder, scored_posts, text_only)
+    prob = probability(matched) if matched else np.zeros(0)
     drug = prob >= threshold
     by_account: dict[str, list[tuple[dict, float]]] = collections.defaultdict(list)
     for post, q in zip(matched, prob):
         by_account[post["account"]].append((post, float(q)))
 
-    with_timeline = [a for a in accounts if a["timeline"]]
     blacklist = Blacklist.load(dealer["blacklist"]) if dealer.get("blacklist") else Blacklist.load()
-    table = account_table(with_timeline, text_probability(text_model), threshold=dealer["threshold"],
+    table = account_table(with_timeline, probability, threshold=dealer["threshold"],
                           blacklist=blacklist, log_counts=dealer["log_counts"],
                           evidence_sources=tuple(dealer.get("evidence_sources", ("bio", "comment"))))
     rows = []
@@ -203,7 +242,7 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     files = {"csv": _write_csv(out / "review.csv", rows, names),
              "tags": _write_tags(out / "candidate_tags.csv", tags),
              "html": out / "review.html"}
-    counts = {"posts": len(loaded.records), "rejected_records": rejected,
+    counts = {"posts": len(loaded.records), "rejected_records": rejected, "scored_by": scored_by,
               "matched": len(matched), "drug_scored": int(drug.sum()),
               "scored_accounts": len(with_timeline),
               "needs_timeline": sum(r["status"] == "needs timeline" for r in rows)}
@@ -280,7 +319,8 @@ def _summary(counts: Mapping[str, int], dealer: Mapping[str, Any]) -> str:
     return (f"<p>{counts['posts']} posts ({counts['rejected_records']} records of ROOT failed validation and "
             "are left out: python -m drugjax.data validate ROOT lists them), "
             f"{counts['matched']} carry a dictionary tag, {counts['drug_scored']} "
-            f"scored drug-related by the text model. {counts['scored_accounts']} accounts with a timeline scored "
+            f"scored drug-related. Posts are scored by {e(counts['scored_by'])}. "
+            f"{counts['scored_accounts']} accounts with a timeline scored "
             f"by LR-select (trained on expert {e(str(dealer.get('expert', 'exp1'))[-1])}'s labels; features kept: "
             f"{e(', '.join(dealer.get('kept', [])))}); {counts['needs_timeline']} need their timeline "
             "downloaded before they can be scored. A score is LR-select's output under balanced class "
@@ -368,9 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dictionary", default=str(DEFAULT_DICTIONARY), help="hashtag dictionary YAML")
     ap.add_argument("--pseudonymize", metavar="KEYFILE", help="replace usernames, @mentions and post ids by keyed "
                     "pseudonyms (the key is created if missing; keep it outside ROOT and OUT)")
+    ap.add_argument("--text-only", action="store_true", help="score posts by their text alone: no backbone, no "
+                    "picture looked at (a machine that cannot afford the features; the page says so)")
     args = ap.parse_args(argv)
     try:
-        result = review(args.root, args.models, args.out, dictionary=args.dictionary, pseudonymize=args.pseudonymize)
+        result = review(args.root, args.models, args.out, dictionary=args.dictionary, pseudonymize=args.pseudonymize,
+                        text_only=args.text_only)
     except USER_ERRORS as err:
         print_error(err)
         return 1
@@ -380,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(python -m drugjax.data validate {escape_controls(args.root)} lists them)")
     for problem, n in sorted(result["problems"].items()):
         print(f"{n} x {problem}")
+    print(f"posts scored by {c['scored_by']}")
     print(f"{c['matched']} posts with a dictionary tag, {c['drug_scored']} drug-scored; "
           f"{c['scored_accounts']} accounts "
           f"scored, {c['needs_timeline']} need a timeline. Wrote {escape_controls(args.out)}/review.html, review.csv, "

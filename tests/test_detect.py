@@ -73,13 +73,15 @@ def test_review_ranks_accounts_with_evidence_and_escapes_text(world, capsys):
     root, run, tmp = world
     with (root / "posts.jsonl").open("a") as f:
         f.write('{"id": "broken"}\n')  # fails validation: left out and counted
-    assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "out")]) == 0
-    assert "1 records of ROOT failed validation" in capsys.readouterr().out
+    # The hand-made run has a text model only: --text-only (the fused path: test_evaluate_accounts).
+    assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "out"), "--text-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 records of ROOT failed validation" in printed and "posts scored by the text model alone" in printed
     rows = (tmp / "out" / "review.csv").read_text(encoding="utf-8").splitlines()
     ranked = [r.split(",")[1:3] for r in rows[1:]]
     assert ranked == [["kingplug", "scored"], ["gymjane", "scored"], ["nosy_notimeline", "needs timeline"]]
     page = (tmp / "out" / "review.html").read_text(encoding="utf-8")
-    assert "not a verdict" in page
+    assert "not a verdict" in page and "the text model alone (--text-only" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "data:image/jpeg;base64," in page and "http://" not in page and "https://" not in page
     assert "wickr" in page and "dm to order" in page  # evidence with its context
@@ -94,13 +96,14 @@ def test_review_ranks_accounts_with_evidence_and_escapes_text(world, capsys):
 def test_pseudonymisation_leaves_no_real_handle_in_any_output(world):
     root, run, tmp = world
     key = tmp / "keys" / "review.key"
-    assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "out"), "--pseudonymize", str(key)]) == 0
+    assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "out"), "--pseudonymize", str(key),
+                        "--text-only"]) == 0
     for path in (tmp / "out").iterdir():
         text = path.read_text(encoding="utf-8").lower()
         for handle in ("kingplug", "gymjane", "nosy_notimeline"):
             assert handle not in text, (path.name, handle)
     assert detect.main([str(root), "--models", str(run), "--out", str(tmp / "o2"), "--pseudonymize",
-                        str(root / "k")]) == 1  # a key inside ROOT is refused
+                        str(root / "k"), "--text-only"]) == 1  # a key inside ROOT is refused
 
 
 def test_missing_models_is_one_clear_error(world, capsys):

@@ -58,6 +58,11 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
     ranked = list(csv.DictReader((tmp_path / "review" / "review.csv").open()))
     scored = [float(r["score"]) for r in ranked if r["status"] == "scored"]
     assert len(scored) == 8 and scored == sorted(scored, reverse=True)
+    page = (tmp_path / "review" / "review.html").read_text()
+    assert "Posts are scored by late fusion of picture and text" in page  # detect looks at the pictures
+    assert "data:image/jpeg;base64," in page and "http://" not in page and "https://" not in page
+    assert detect.main([str(world), "--models", str(run), "--out", str(tmp_path / "text"), "--text-only"]) == 0
+    assert "the text model alone" in (tmp_path / "text" / "review.html").read_text()
 
 
 def test_too_few_dealers_for_the_folds_skips_table2_with_a_reason(tmp_path):

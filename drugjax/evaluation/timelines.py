@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from drugjax.evaluation.config import EvaluateConfig
 from drugjax.evaluation.protocol import PostModels, feature_backbone
 from drugjax.fusion import fuse
+from drugjax.runtime.digest import digest_bytes
 from drugjax.training import features as features_lib
 from drugjax.training import inputs
 from drugjax.training.provenance import BackboneCheckpoint
@@ -27,18 +29,34 @@ from drugjax.training.provenance import BackboneCheckpoint
 log = logging.getLogger(__name__)
 
 
-class TimelineImages:
-    """Every timeline picture of a built accounts source as a loader source (the image
-    bytes; kind and fold 0, which feature extraction does not use)."""
+class Pictures:
+    """Posts' pictures as a loader source (the image bytes; kind and fold 0, which feature
+    extraction does not use), with what identifies them in the feature cache."""
 
-    def __init__(self, accounts_source: Any):
-        self.ids: list[str] = []
-        self._images: list[bytes] = []
+    def __init__(self, ids: Sequence[str], images: Sequence[bytes], identity: str):
+        self.ids, self._images, self.identity = list(ids), list(images), identity
+
+    @classmethod
+    def of_timelines(cls, accounts_source: Any) -> "Pictures":
+        """Every timeline picture of a built accounts source (as the build stored it)."""
+        ids, images = [], []
         for i in range(len(accounts_source)):
             for post in accounts_source[i]["timeline"]:
-                self.ids.append(str(post["id"]))
-                self._images.append(post["image"])
-        self.metadata = getattr(accounts_source, "metadata", None)  # identifies the data in the cache key
+                ids.append(str(post["id"]))
+                images.append(post["image"])
+        return cls(ids, images, inputs.source_identity(accounts_source))
+
+    @classmethod
+    def of_files(cls, root: Path, posts: Sequence[Mapping[str, Any]]) -> "Pictures":
+        """The picture files of ``posts`` under ``root``; a post whose file is missing has
+        no picture (it is scored by its text)."""
+        ids, images = [], []
+        for post in posts:
+            path = root / post["image"] if post.get("image") else None
+            if path is not None and path.is_file():
+                ids.append(str(post["id"]))
+                images.append(path.read_bytes())
+        return cls(ids, images, digest_bytes(*(i.encode() for i in ids), *images))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,32 +65,36 @@ class TimelineImages:
         return {"id": self.ids[index], "image": self._images[index], "kind": 0, "fold": 0}
 
 
-def timeline_features(cfg: EvaluateConfig, accounts_source: Any,
-                      checkpoint: BackboneCheckpoint | None = None) -> dict[str, np.ndarray]:
-    """Post id -> backbone features of its picture, for every timeline post that has one
+def picture_features(cfg: EvaluateConfig, pictures: Pictures,
+                     checkpoint: BackboneCheckpoint | None = None) -> dict[str, np.ndarray]:
+    """Post id -> backbone features of its picture, with Table 1's feature extractor
     (cached under ``<data_dir>/features/`` like the posts' features)."""
     tcfg, backbone, variables, weights_id = feature_backbone(cfg, checkpoint)
     if weights_id is None:
         from drugjax.training.build import resolve_weights
 
         weights_id = resolve_weights(tcfg).sha256
-    images = TimelineImages(accounts_source)
     key = features_lib.cache_key(
-        what="timelines", backbone=tcfg.model.backbone.name, weights=weights_id,
+        what="pictures", backbone=tcfg.model.backbone.name, weights=weights_id,
         transform=getattr(backbone, "transform_input", None), pool_layers=list(tcfg.model.backbone.pool_layers),
-        flip_average=tcfg.model.backbone.flip_average, image_size=tcfg.data.image_size,
-        data=inputs.source_identity(accounts_source) if images.metadata else images.ids)
-    path = inputs.feature_cache_dir(tcfg) / f"timelines-{key}.npz"
+        flip_average=tcfg.model.backbone.flip_average, image_size=tcfg.data.image_size, data=pictures.identity)
+    path = inputs.feature_cache_dir(tcfg) / f"pictures-{key}.npz"
     cached = features_lib.load_features(path, key)
     if cached is None:
-        log.info("extracting backbone features of %d timeline pictures (once; cached in %s)", len(images), path)
+        log.info("extracting backbone features of %d pictures (once; cached in %s)", len(pictures), path)
         cached = features_lib.extract_features(
-            backbone, variables(), {"timelines": images}, names=["timelines"], image_size=tcfg.data.image_size,
+            backbone, variables(), {"pictures": pictures}, names=["pictures"], image_size=tcfg.data.image_size,
             batch_size=tcfg.data.eval_batch_size, workers=tcfg.data.workers,
             flip_average=tcfg.model.backbone.flip_average)
         features_lib.save_features(path, cached, key)
-    found = cached["timelines"]
-    return {images.ids[int(i)]: row for i, row in zip(found["index"], found["features"])}
+    found = cached["pictures"]
+    return {pictures.ids[int(i)]: row for i, row in zip(found["index"], found["features"])}
+
+
+def timeline_features(cfg: EvaluateConfig, accounts_source: Any,
+                      checkpoint: BackboneCheckpoint | None = None) -> dict[str, np.ndarray]:
+    """Post id -> backbone features of every timeline post's picture."""
+    return picture_features(cfg, Pictures.of_timelines(accounts_source), checkpoint)
 
 
 def has_text(post: Mapping[str, Any]) -> bool:
