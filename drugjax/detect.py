@@ -135,18 +135,21 @@ def candidate_tags(posts: Sequence[Mapping[str, Any]], drug: np.ndarray, diction
     return sorted(rows, key=lambda r: (-r["drug_posts"], -r["drug_share"], r["tag"]))
 
 
-def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], text_only: bool
+def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], mode: str, forced: bool
                 ) -> tuple[Any, str]:
-    """The drug probability of a post, as evaluate.py's account stage computes it: late
-    fusion of its picture (the run's backbone and MT MLP heads) and its text, or the text
-    model alone with ``text_only``; and a sentence saying which."""
+    """The drug probability of a post as the run's account stage computed it (``mode``,
+    its ``dealers.post_scores``): late fusion of its picture (the run's backbone and MT
+    MLP heads) and its text, or the text model alone; and a sentence saying which.
+    ``forced``: text alone was asked for (--text-only) whatever the run did."""
     import joblib
 
     from drugjax.evaluation.account_protocol import text_probability
 
-    if text_only:
+    if mode == "text":
         text = text_probability(joblib.load(folder / "text_combined.joblib"))
-        return text, "the text model alone (--text-only: no picture looked at)"
+        why = ("--text-only: no picture looked at, although the run's dealer model learned from fused scores"
+               if forced else "as the run's account stage did: dealers.post_scores=text")
+        return text, f"the text model alone ({why})"
     from drugjax.evaluation.config import to_config
     from drugjax.evaluation.protocol import load_models
     from drugjax.evaluation.timelines import Pictures, fused_probabilities, picture_features
@@ -169,7 +172,7 @@ def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], te
     features = picture_features(cfg, Pictures.of_files(root, posts))
     fused, counts = fused_probabilities(models, features, posts)
     return (lambda ps: np.array([fused[str(p["id"])] for p in ps]),
-            f"late fusion of picture and text, as evaluate.py's ({counts['fusion']} posts by both, "
+            f"late fusion of picture and text, as the run's account stage did ({counts['fusion']} posts by both, "
             f"{counts['text_only']} by text alone without a usable picture, {counts['image_only']} by picture alone)")
 
 
@@ -203,7 +206,9 @@ def review(root: str | Path, models: str | Path, out: str | Path, *, dictionary:
     matched = [p for p in loaded.records if {_tag(t) for t in p.get("tags") or []} & terms]
     with_timeline = [a for a in accounts if a["timeline"]]
     scored_posts = list({str(p["id"]): p for p in matched + [p for a in with_timeline for p in a["timeline"]]}.values())
-    probability, scored_by = post_scorer(root, folder, scored_posts, text_only)
+    mode = "text" if text_only else dealer.get("post_scores", "text")
+    probability, scored_by = post_scorer(root, folder, scored_posts, mode,
+                                         forced=text_only and dealer.get("post_scores") == "fusion")
     prob = probability(matched) if matched else np.zeros(0)
     drug = prob >= threshold
     by_account: dict[str, list[tuple[dict, float]]] = collections.defaultdict(list)
@@ -408,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dictionary", default=str(DEFAULT_DICTIONARY), help="hashtag dictionary YAML")
     ap.add_argument("--pseudonymize", metavar="KEYFILE", help="replace usernames, @mentions and post ids by keyed "
                     "pseudonyms (the key is created if missing; keep it outside ROOT and OUT)")
-    ap.add_argument("--text-only", action="store_true", help="score posts by their text alone: no backbone, no "
-                    "picture looked at (a machine that cannot afford the features; the page says so)")
+    ap.add_argument("--text-only", action="store_true", help="score posts by their text alone even where the "
+                    "run fused picture and text (dealers.post_scores=fusion): no backbone, no picture looked at (a "
+                    "machine that cannot afford the features; the page says so)")
     args = ap.parse_args(argv)
     try:
         result = review(args.root, args.models, args.out, dictionary=args.dictionary, pseudonymize=args.pseudonymize,

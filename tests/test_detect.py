@@ -81,7 +81,7 @@ def test_review_ranks_accounts_with_evidence_and_escapes_text(world, capsys):
     ranked = [r.split(",")[1:3] for r in rows[1:]]
     assert ranked == [["kingplug", "scored"], ["gymjane", "scored"], ["nosy_notimeline", "needs timeline"]]
     page = (tmp / "out" / "review.html").read_text(encoding="utf-8")
-    assert "not a verdict" in page and "the text model alone (--text-only" in page
+    assert "not a verdict" in page and "the text model alone" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "data:image/jpeg;base64," in page and "http://" not in page and "https://" not in page
     assert "wickr" in page and "dm to order" in page  # evidence with its context

@@ -26,7 +26,8 @@ FIGURES = ("fig5a_drug_share.png", "fig5b_hours.png", "fig5c_following_ratio.png
 def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
     with initialize_config_dir(config_dir=CONF, version_base=None):
         cfg = compose("evaluate", overrides=[*TINY, f"workdir={tmp_path / 'run'}", "data.preset=tiny",
-                                             f"data.data_dir={tmp_path / 'cache'}", "dealers.num_folds=2"])
+                                             f"data.data_dir={tmp_path / 'cache'}", "dealers.num_folds=2",
+                                             "dealers.post_scores=fusion"])
     out = evaluate.run(cfg)
     run = tmp_path / "run"
     printed = capsys.readouterr().out
@@ -59,10 +60,10 @@ def test_tiny_run_adds_table2_figures_and_the_dealer_model(tmp_path, capsys):
     scored = [float(r["score"]) for r in ranked if r["status"] == "scored"]
     assert len(scored) == 8 and scored == sorted(scored, reverse=True)
     page = (tmp_path / "review" / "review.html").read_text()
-    assert "Posts are scored by late fusion of picture and text" in page  # detect looks at the pictures
+    assert "Posts are scored by late fusion of picture and text" in page  # detect scores as the run did
     assert "data:image/jpeg;base64," in page and "http://" not in page and "https://" not in page
     assert detect.main([str(world), "--models", str(run), "--out", str(tmp_path / "text"), "--text-only"]) == 0
-    assert "the text model alone" in (tmp_path / "text" / "review.html").read_text()
+    assert "the text model alone (--text-only" in (tmp_path / "text" / "review.html").read_text()
 
 
 def test_too_few_dealers_for_the_folds_skips_table2_with_a_reason(tmp_path):

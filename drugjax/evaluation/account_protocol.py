@@ -65,7 +65,7 @@ def text_probability(model: Any):
 
 def save_dealer_model(folder: Path, cfg: EvaluateConfig, x: np.ndarray, expert1: Sequence[int | None]) -> Path:
     """LR-select fitted on every account expert 1 judged, with what detect needs to
-    compute the same features (threshold, blacklist, log_counts)."""
+    compute the same features (threshold, blacklist, log_counts, how posts are scored)."""
     import joblib
 
     judged = np.array([v is not None for v in expert1])
@@ -74,6 +74,7 @@ def save_dealer_model(folder: Path, cfg: EvaluateConfig, x: np.ndarray, expert1:
     path = folder / DEALER_MODEL_FILE
     joblib.dump({"model": model, "feature_names": list(FEATURE_NAMES), "expert": DEPLOYED_EXPERT,
                  "threshold": cfg.threshold, "log_counts": cfg.dealers.log_counts,
+                 "post_scores": cfg.dealers.post_scores,
                  "evidence_sources": list(cfg.dealers.evidence_sources),
                  "blacklist": str(Path(cfg.dealers.blacklist).expanduser().resolve()) if cfg.dealers.blacklist
                  else None,
