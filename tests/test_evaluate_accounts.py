@@ -120,3 +120,17 @@ def test_a_timeline_post_without_a_picture_is_scored_by_its_text_and_counted():
     probability, counts = fused_probabilities(Models(), features, posts)
     assert probability == pytest.approx({"a": 0.5, "b": 0.2, "c": 0.6})  # fused; text alone; picture alone
     assert counts == {"fusion": 1, "text_only": 1, "image_only": 1}
+
+
+def test_picture_files_that_are_missing_or_do_not_decode_have_no_picture(tmp_path):
+    from PIL import Image
+
+    from drugjax.evaluation.timelines import Pictures
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "good.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    posts = [{"id": "a", "image": "good.png"}, {"id": "b", "image": "bad.jpg"}, {"id": "c", "image": "gone.png"},
+             {"id": "d", "image": None}]
+    pictures = Pictures.of_files(tmp_path, posts)
+    assert pictures.ids == ["a"] and pictures[0]["image"] == (tmp_path / "good.png").read_bytes()
+    assert Pictures.of_files(tmp_path, posts).identity == pictures.identity  # the same files, the same cache key

@@ -48,14 +48,16 @@ class Pictures:
 
     @classmethod
     def of_files(cls, root: Path, posts: Sequence[Mapping[str, Any]]) -> "Pictures":
-        """The picture files of ``posts`` under ``root``; a post whose file is missing has
-        no picture (it is scored by its text)."""
+        """The picture files of ``posts`` under ``root``; a post whose file is missing or
+        does not decode as an image has no picture (it is scored by its text)."""
         ids, images = [], []
         for post in posts:
             path = root / post["image"] if post.get("image") else None
             if path is not None and path.is_file():
-                ids.append(str(post["id"]))
-                images.append(path.read_bytes())
+                data = path.read_bytes()
+                if _is_image(data):
+                    ids.append(str(post["id"]))
+                    images.append(data)
         return cls(ids, images, digest_bytes(*(i.encode() for i in ids), *images))
 
     def __len__(self) -> int:
@@ -63,6 +65,19 @@ class Pictures:
 
     def __getitem__(self, index: int) -> dict:
         return {"id": self.ids[index], "image": self._images[index], "kind": 0, "fold": 0}
+
+
+def _is_image(data: bytes) -> bool:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 - any decoder error means: no usable picture
+        return False
+    return True
 
 
 def picture_features(cfg: EvaluateConfig, pictures: Pictures,
