@@ -155,3 +155,10 @@ def test_paper_tables_copy_an_evaluate_run_into_the_docs_with_its_machine(tmp_pa
     assert "| LR | 0.63 |" in accounts and "LR-select kept exp1: P, R3." in accounts and "## This run" not in accounts
     head = evaluation.split("<!-- paper-table1 begin -->\n")[1].splitlines()[0]
     assert head.startswith("Measured ") and "-core " in head and "commit " in head and "Table 1 took 93 s" in head
+
+
+@pytest.mark.slow  # two trials of train.py killed and rerun: about a minute
+def test_soak_kills_train_py_and_finds_it_resumes_equal(tmp_path):
+    soak = _load("soak")
+    assert soak.main(["--trials", "2", "--seed", "0", "--keep", str(tmp_path)]) == 0
+    assert (tmp_path / "trial-0" / "metrics.jsonl").exists() and (tmp_path / "trial-1" / "checkpoints").is_dir()
