@@ -54,18 +54,19 @@ class Outcome:
 
 
 def train(workdir: Path, env: dict, kill_after: float | None = None, sig: int = signal.SIGKILL
-          ) -> subprocess.CompletedProcess | None:
+          ) -> tuple[subprocess.CompletedProcess, bool]:
     """Run train.py into ``workdir``; with ``kill_after``, send ``sig`` after that many
-    seconds (None when it finished first)."""
+    seconds. Returns what it printed and whether the signal was sent (False: it finished
+    first)."""
     cmd = [sys.executable, str(ROOT / "train.py"), *TRAIN_HEADS, f"workdir={workdir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=kill_after)
-        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err), False
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
-        proc.communicate(timeout=300)
-        return None
+        out, err = proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err), True
 
 
 def final_state(workdir: Path) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
@@ -87,11 +88,15 @@ def trial(rng: random.Random, reference: tuple, wall: float, env: dict, workdir:
             share = rng.uniform(0.02, 1.0)
             sig = signal.SIGTERM if rng.random() < 1 / 3 else signal.SIGKILL
             outcome.kills.append((signal.Signals(sig).name, share))
-            done = train(workdir, env, kill_after=share * wall, sig=sig)
+            done, killed = train(workdir, env, kill_after=share * wall, sig=sig)
         else:
-            done = train(workdir, env)
-        if done is None:
-            continue
+            done, killed = train(workdir, env)
+        stop = re.search(r"stopped by SIGTERM at step (\d+)", done.stdout)
+        if stop:
+            stopped_at.add(int(stop.group(1)))
+            continue  # stopped cleanly at a checkpoint: run again
+        if killed:
+            continue  # killed (SIGKILL, or SIGTERM before its handler): run again
         text = done.stdout + done.stderr
         if "Traceback" in text:
             return Outcome("anything else", f"a traceback: {done.stderr.strip().splitlines()[-1]}", outcome.kills)
@@ -100,10 +105,6 @@ def trial(rng: random.Random, reference: tuple, wall: float, env: dict, workdir:
             if len(errors) == 1:
                 return Outcome("refused with a clear message", errors[0], outcome.kills)
             return Outcome("anything else", f"exit {done.returncode}: {done.stderr.strip()[-300:]}", outcome.kills)
-        stop = re.search(r"stopped by SIGTERM at step (\d+)", done.stdout)
-        if stop:
-            stopped_at.add(int(stop.group(1)))
-            continue  # stopped cleanly at a checkpoint: run again
         params, logged = final_state(workdir)
         want_params, want_logged = reference
         extra = set(logged) - set(want_logged)
@@ -127,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     base = args.keep or Path(tempfile.mkdtemp(prefix="drugjax-soak-"))
     env = dict(os.environ, DRUGJAX_DATA_DIR=str(base / "data"), JAX_PLATFORMS="cpu")
     t0 = time.monotonic()
-    done = train(base / "reference", env)
-    if done is None or done.returncode != 0:
-        print(f"the uninterrupted run failed:\n{'' if done is None else done.stderr[-2000:]}", file=sys.stderr)
+    done, _ = train(base / "reference", env)
+    if done.returncode != 0:
+        print(f"the uninterrupted run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
         return 1
     t1 = time.monotonic()
     train(base / "timing", env)  # the world and features exist now: the wall time kills are drawn from
