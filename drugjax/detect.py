@@ -150,7 +150,7 @@ def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], mo
         why = ("--text-only: no picture looked at, although the run's dealer model learned from fused scores"
                if forced else "as the run's account stage did: dealers.post_scores=text")
         return text, f"the text model alone ({why})"
-    from drugjax.evaluation.config import to_config
+    from drugjax.evaluation.config import to_config, train_config
     from drugjax.evaluation.protocol import load_models
     from drugjax.evaluation.timelines import Pictures, fused_probabilities, picture_features
     from drugjax.training.build import resolve_weights
@@ -164,8 +164,6 @@ def post_scorer(root: Path, folder: Path, posts: Sequence[Mapping[str, Any]], mo
     cfg = to_config({"seed": backbone["seed"], "data": {"image_size": backbone["image_size"]},
                      "model": {"backbone": {k: backbone[k] for k in ("name", "weights", "transform_input",
                                                                      "pool_layers", "flip_average")}}})
-    from drugjax.evaluation.config import train_config
-
     if resolve_weights(train_config(cfg)).sha256 != backbone["weights_sha256"]:
         raise DetectError(f"the backbone weights {backbone['weights']} are not those {folder} was trained with "
                           "(sha256 differs); evaluate again, or pass --text-only")
