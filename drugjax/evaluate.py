@@ -32,6 +32,7 @@ from drugjax.errors import USER_ERRORS, print_error
 from drugjax.evaluation.config import EvaluateConfig, register_configs
 from drugjax.runtime import progress
 from drugjax.runtime.overrides import OverrideError, check_overrides
+from drugjax.runtime.runlock import RunLock
 from drugjax.runtime.hydra_record import record_writer
 
 register_configs()
@@ -40,13 +41,7 @@ register_configs()
 def run(cfg: DictConfig) -> dict:
     """Run the protocol per ``cfg``, print Table 1 and where the files are; returns
     :func:`drugjax.evaluation.protocol.run`'s summary."""
-    from drugjax.runtime.textsafe import escape_controls
-    from drugjax.evaluation import account_protocol, protocol
-    from drugjax.evaluation.config import check, to_config, train_config
-    from drugjax.evaluation.dealers import format_table2_markdown
-    from drugjax.evaluation.report import write_model_card, write_report
-    from drugjax.evaluation.tables import format_table1_markdown
-    from drugjax.training import inputs
+    from drugjax.evaluation.config import check, to_config
     from drugjax.training.config import ConfigError
 
     for name in ("absl", "jax"):
@@ -59,6 +54,19 @@ def run(cfg: DictConfig) -> dict:
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
     check(config)
+    with RunLock(workdir):  # one process per run directory
+        return _run_locked(cfg, config, workdir)
+
+
+def _run_locked(cfg: DictConfig, config: EvaluateConfig, workdir: str) -> dict:
+    from drugjax.runtime.textsafe import escape_controls
+    from drugjax.evaluation import account_protocol, protocol
+    from drugjax.evaluation.config import train_config
+    from drugjax.evaluation.dealers import format_table2_markdown
+    from drugjax.evaluation.report import write_model_card, write_report
+    from drugjax.evaluation.tables import format_table1_markdown
+    from drugjax.training import inputs
+
     sources = inputs.load_sources(train_config(config))
     out = protocol.run(config, workdir, sources=sources, on_start=record_writer(cfg))
     counts, seconds = out["counts"], out["seconds"]

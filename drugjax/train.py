@@ -29,6 +29,7 @@ from drugjax.conf import groups
 from drugjax.errors import USER_ERRORS, error_message, print_error
 from drugjax.runtime import progress
 from drugjax.runtime.overrides import OverrideError, check_overrides
+from drugjax.runtime.runlock import RunLock
 from drugjax.training.config import TrainConfig, register_configs
 from drugjax.runtime.hydra_record import record_writer
 
@@ -68,7 +69,6 @@ def run(cfg: DictConfig) -> float | None:
     """Train and evaluate per ``cfg``; returns the validation objective (None if the run
     was stopped by SIGTERM before finishing)."""
     from drugjax.training.config import ConfigError
-    from drugjax.training.loop import train_and_evaluate
 
     # absl (orbax, tfds) logs every dataset and checkpoint operation at INFO, which
     # Hydra's logging would print; keep the console to the progress bar and results.
@@ -80,6 +80,13 @@ def run(cfg: DictConfig) -> float | None:
         if not HydraConfig.initialized():
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
+    with RunLock(workdir):  # one process per run directory
+        return _run_locked(cfg, workdir)
+
+
+def _run_locked(cfg: DictConfig, workdir: str) -> float | None:
+    from drugjax.training.loop import train_and_evaluate
+
     (Path(workdir) / "error.txt").unlink(missing_ok=True)  # ours, from an earlier failed attempt
     if cfg.sweep.enabled:
         return _run_grid(cfg, workdir)
