@@ -80,6 +80,8 @@ def run(cfg: DictConfig) -> float | None:
         if not HydraConfig.initialized():
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
+    if cfg.parallel.distributed:  # every host of one run runs this command into one directory
+        return _run_locked(cfg, workdir)
     with RunLock(workdir):  # one process per run directory
         return _run_locked(cfg, workdir)
 
