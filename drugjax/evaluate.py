@@ -27,11 +27,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from drugjax.conf import groups
 from drugjax.errors import USER_ERRORS, print_error
 from drugjax.evaluation.config import EvaluateConfig, register_configs
 from drugjax.runtime import progress
-from drugjax.runtime.overrides import OverrideError, check_overrides
+from drugjax.runtime.overrides import exit_on_unknown_keys
 from drugjax.runtime.runlock import RunLock
 from drugjax.runtime.hydra_record import record_writer
 
@@ -98,11 +97,7 @@ def _run_locked(cfg: DictConfig, config: EvaluateConfig, workdir: str) -> dict:
 def main() -> None:
     """The command line: overrides naming no config key end in one ``error:`` line with
     the nearest key (exit 2) before Hydra starts; then Hydra's entry point."""
-    try:
-        check_overrides(sys.argv[1:], EvaluateConfig, groups(), "evaluate.py")
-    except OverrideError as e:
-        print_error(e)
-        sys.exit(2)
+    exit_on_unknown_keys(EvaluateConfig, "evaluate.py")
     hydra_main()
 
 

@@ -25,10 +25,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from drugjax.conf import groups
-from drugjax.errors import USER_ERRORS, error_message, print_error
+from drugjax.errors import USER_ERRORS, error_message
 from drugjax.runtime import progress
-from drugjax.runtime.overrides import OverrideError, check_overrides
+from drugjax.runtime.overrides import exit_on_unknown_keys
 from drugjax.runtime.runlock import RunLock
 from drugjax.training.config import TrainConfig, register_configs
 from drugjax.runtime.hydra_record import record_writer
@@ -126,11 +125,7 @@ def _log_to_file_only(message: str) -> None:
 def main() -> float | None:
     """The command line: overrides naming no config key end in one ``error:`` line with
     the nearest key (exit 2) before Hydra starts; then Hydra's entry point."""
-    try:
-        check_overrides(sys.argv[1:], TrainConfig, groups(), "train.py")
-    except OverrideError as e:
-        print_error(e)
-        sys.exit(2)
+    exit_on_unknown_keys(TrainConfig, "train.py")
     return hydra_main()
 
 

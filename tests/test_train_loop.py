@@ -184,21 +184,26 @@ def _assert_bitwise(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_heads_run_killed_mid_way_resumes_bitwise(tmp_path, monkeypatch):
-    """model.kind=heads (the paper's set-up): a run that dies between checkpoints (no
-    SIGTERM, nothing saved on the way out) resumes and ends with the same parameters."""
+def _die_after_train_line(monkeypatch, step):
+    """The next run dies right after writing the train line of ``step``: as abrupt as a
+    kill for what is on disk (no SIGTERM, nothing saved on the way out)."""
     import drugjax.training.loop as loop
-
-    cfg = _heads_cfg(tmp_path, steps=9, log_every=1, checkpoint_every=2, eval_every=9)
-    train_and_evaluate(cfg, tmp_path / "reference", sources=make_sources())
 
     write = loop.MetricWriter.write
 
-    def write_then_die(self, step, split, values):
-        write(self, step, split, values)
-        if split == "train" and step == 5:
-            raise KeyboardInterrupt  # as abrupt as a kill for what is on disk
+    def write_then_die(self, at, split, values):
+        write(self, at, split, values)
+        if split == "train" and at == step:
+            raise KeyboardInterrupt
     monkeypatch.setattr(loop.MetricWriter, "write", write_then_die)
+
+
+def test_heads_run_killed_mid_way_resumes_bitwise(tmp_path, monkeypatch):
+    """model.kind=heads (the paper's set-up): a run that dies between checkpoints (no
+    SIGTERM, nothing saved on the way out) resumes and ends with the same parameters."""
+    cfg = _heads_cfg(tmp_path, steps=9, log_every=1, checkpoint_every=2, eval_every=9)
+    train_and_evaluate(cfg, tmp_path / "reference", sources=make_sources())
+    _die_after_train_line(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
     monkeypatch.undo()
@@ -211,16 +216,8 @@ def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path, 
     """Killed at step 3 with checkpoints every 5: the rerun starts at 0 and what the
     killed attempt wrote to metrics.jsonl is dropped (TensorBoard is told to purge its
     events from step 1 on)."""
-    import drugjax.training.loop as loop
-
     cfg = _heads_cfg(tmp_path, steps=6, log_every=1, checkpoint_every=5, eval_every=6)
-    write = loop.MetricWriter.write
-
-    def write_then_die(self, step, split, values):
-        write(self, step, split, values)
-        if split == "train" and step == 3:
-            raise KeyboardInterrupt  # as abrupt as a kill for what is on disk
-    monkeypatch.setattr(loop.MetricWriter, "write", write_then_die)
+    _die_after_train_line(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, tmp_path / "run", sources=make_sources())
     monkeypatch.undo()

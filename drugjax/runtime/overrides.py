@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from drugjax.errors import UserError
+from drugjax.errors import UserError, print_error
 
 
 class OverrideError(UserError, ValueError):
@@ -64,3 +65,16 @@ def check_overrides(args: Sequence[str], schema: type, groups: Iterable[str], co
             f"{arg}: {command}'s config has no key {key!r}{hint} "
             f"(every key and its value: python {command} --cfg job)"
         )
+
+
+def exit_on_unknown_keys(schema: type, command: str) -> None:
+    """The command line's first step: an override in ``sys.argv`` naming no key of
+    ``schema`` or of the shipped config groups ends in one ``error:`` line naming the
+    nearest key, exit 2 (Hydra's own status for a bad command line)."""
+    from drugjax.conf import groups
+
+    try:
+        check_overrides(sys.argv[1:], schema, groups(), command)
+    except OverrideError as e:
+        print_error(e)
+        sys.exit(2)
