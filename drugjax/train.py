@@ -5,7 +5,8 @@
     python train.py experiment=paper_mlp             # Table 1's single-task MLP baseline
     python train.py data=dir data.root=/path/to/ROOT steps=2000 data.batch_size=64
     python train.py -m model.relation_weight=0,0.25,0.5,0.75,1   # relation-weight ablation
-    python train.py -m hparams_search=optuna         # Optuna TPE (pip install -e '.[sweep]')
+    python train.py experiment=search                # Optuna, each round's trials in one program
+    python train.py -m hparams_search=optuna         # Optuna through Hydra's sweeper, one trial at a time
 
 A run lives in runs/<name>; running the same command again resumes from its latest
 checkpoint. A multirun lives in runs/<name>-multirun/, one numbered directory per job
@@ -89,6 +90,8 @@ def _run_locked(cfg: DictConfig, workdir: str) -> float | None:
     from drugjax.training.loop import train_and_evaluate
 
     (Path(workdir) / "error.txt").unlink(missing_ok=True)  # ours, from an earlier failed attempt
+    if cfg.search.enabled:
+        return _run_search(cfg, workdir)
     if cfg.sweep.enabled:
         return _run_grid(cfg, workdir)
     results = train_and_evaluate(cfg, workdir, on_start=record_writer(cfg))
@@ -112,6 +115,20 @@ def _run_grid(cfg: DictConfig, workdir: str) -> float:
     objectives = [entry.get(cfg.objective, math.nan) for entry in out["summary"]]
     objectives = [value for value in objectives if value == value]  # not NaN
     return max(objectives) if objectives else math.nan
+
+
+def _run_search(cfg: DictConfig, workdir: str) -> float:
+    """``search.enabled``: an Optuna study trained in vmapped rounds (drugjax.training.search)."""
+    from drugjax.training.config import to_config
+    from drugjax.training.search import run_search
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    out = run_search(to_config(cfg), workdir, on_start=record_writer(cfg), command_overrides=overrides)
+    print((Path(workdir) / "search.md").read_text(), flush=True)
+    written = [name for name in ("search.csv", "search.md", "search.html", "search-best.txt", "search.db")
+               if (Path(workdir) / name).exists()]
+    print(f"wrote {', '.join(written)} in {workdir}", flush=True)
+    return math.nan if out["best_value"] is None else out["best_value"]
 
 
 def _log_to_file_only(message: str) -> None:

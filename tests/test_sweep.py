@@ -8,18 +8,8 @@ import numpy as np
 import pytest
 
 from drugjax.training.config import OptimConfig
-from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
-
-
-def _table(n_posts=60, n_web=24, dim=16, seed=0) -> FeatureTable:
-    rng = np.random.default_rng(seed)
-    post_kinds = (np.arange(n_posts) % 3 == 0).astype(np.int32)  # 1 = drug post, 0 = other
-    web_kinds = 2 + np.arange(n_web) % 4
-    kinds = np.concatenate([post_kinds, web_kinds]).astype(np.int32)
-    features = rng.normal(size=(n_posts + n_web, dim)).astype(np.float32)
-    features[kinds == 1, :4] += 1.0  # something to learn
-    folds = np.concatenate([np.arange(n_posts) % 5, np.full(n_web, -1)]).astype(np.int32)
-    return FeatureTable(features, kinds, folds)
+from drugjax.training.sweep import HeadConfig, Schedule, train_sweep
+from train_support import feature_table
 
 
 SCHEDULE = Schedule(steps=12, batch_size=8, chunk_steps=5, optim=OptimConfig(warmup_steps=2))
@@ -37,7 +27,7 @@ def _assert_close(a, b):
 
 
 def test_each_configuration_matches_the_ordinary_step_run_alone():
-    table = _table()
+    table = feature_table()
     swept = train_sweep(table, CONFIGS, SCHEDULE, engine="vmap", keep_params=True)
     alone = train_sweep(table, CONFIGS, SCHEDULE, engine="loop", keep_params=True)
     for s, a in zip(swept, alone):
@@ -53,7 +43,7 @@ def test_each_configuration_matches_the_ordinary_step_run_alone():
 def test_kept_predictions_are_each_configurations_drug_probability_on_every_row():
     from drugjax.metrics import binary_metrics
 
-    table = _table()
+    table = feature_table()
     configs = [CONFIGS[1], dataclasses.replace(CONFIGS[0], tasks=("drug",))]  # 4 heads, 1 head
     swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_predictions=True)
     alone = train_sweep(table, configs[1:], SCHEDULE, engine="loop", keep_predictions=True)
@@ -67,7 +57,7 @@ def test_kept_predictions_are_each_configurations_drug_probability_on_every_row(
 
 
 def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices():
-    table = _table()
+    table = feature_table()
     configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25)]
     swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_params=True, max_part=2)
     assert [r["config"] for r in swept] == configs
@@ -78,7 +68,7 @@ def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices():
 
 
 def test_a_killed_sweep_resumes_from_its_last_chunk(tmp_path, monkeypatch):
-    table = _table()
+    table = feature_table()
     reference = train_sweep(table, CONFIGS, SCHEDULE, keep_params=True)
     import drugjax.training.sweep as sweep
 
@@ -101,7 +91,7 @@ def test_a_killed_sweep_resumes_from_its_last_chunk(tmp_path, monkeypatch):
 
 
 def test_a_diverged_configuration_is_flagged_not_reported():
-    table = _table()
+    table = feature_table()
     bad = dataclasses.replace(CONFIGS[0], learning_rate=1e30)
     schedule = dataclasses.replace(SCHEDULE, optim=OptimConfig(warmup_steps=0, clip_norm=0.0))
     result = train_sweep(table, [bad, CONFIGS[1]], schedule)

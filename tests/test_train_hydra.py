@@ -208,5 +208,6 @@ def test_groups_and_hydra_keys_are_not_mistaken_for_typos():
     from drugjax.training.config import TrainConfig
 
     check_overrides(["-m", "experiment=finetune", "data=dir", "model.backbone.name=tiny", "+data.root=/x",
-                     "hydra.run.dir=/tmp/x", "hydra/launcher=basic", "model.hidden=[8]", "--cfg", "job"],
-                    TrainConfig, groups(), "train.py")
+                     "hydra.run.dir=/tmp/x", "hydra/launcher=basic", "model.hidden=[8]", "--cfg", "job",
+                     "search.space.learning_rate.high=0.1", "+search.space.dropout={choices:[0.0,0.5]}"],
+                    TrainConfig, groups(), "train.py")  # keys inside search.space are the search's to check

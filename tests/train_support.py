@@ -37,6 +37,21 @@ EVALUATE_TINY = ["data.image_size=16", "model.backbone.name=tiny", "model.hidden
                  "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8"]
 
 
+def feature_table(n_posts: int = 60, n_web: int = 24, dim: int = 16, seed: int = 0):
+    """A FeatureTable of random features with something to learn (drug posts shifted on
+    four dimensions): posts in five folds, web images of every kind."""
+    from drugjax.training.sweep import FeatureTable
+
+    rng = np.random.default_rng(seed)
+    post_kinds = (np.arange(n_posts) % 3 == 0).astype(np.int32)  # 1 = drug post, 0 = other
+    web_kinds = 2 + np.arange(n_web) % 4
+    kinds = np.concatenate([post_kinds, web_kinds]).astype(np.int32)
+    features = rng.normal(size=(n_posts + n_web, dim)).astype(np.float32)
+    features[kinds == 1, :4] += 1.0
+    folds = np.concatenate([np.arange(n_posts) % 5, np.full(n_web, -1)]).astype(np.int32)
+    return FeatureTable(features, kinds, folds)
+
+
 def tiny_config(**overrides) -> TrainConfig:
     """A TrainConfig with a tiny end-to-end model and small batches; dotted overrides."""
     cfg = TrainConfig()

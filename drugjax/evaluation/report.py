@@ -9,80 +9,31 @@ Content-Security-Policy allows no script and no remote resource; all text is esc
 
 from __future__ import annotations
 
-import base64
-import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from drugjax.runtime.html_page import markdown_to_html, page, png_image
+
 SECTIONS: tuple[str, ...] = ("table1.md", "fusion_weights.md", "table2.md")
 FIGURES: tuple[str, ...] = ("roc.png", "precision_recall.png", "fusion_weights.png", "fig5a_drug_share.png",
                             "fig5b_hours.png", "fig5c_following_ratio.png", "fig5d_evidence.png")
-_STYLE = ("body{font:14px sans-serif;max-width:1100px;margin:auto;padding:1em} table{border-collapse:collapse;"
-          "margin:.5em 0} td,th{border:1px solid #ccc;padding:2px 6px} img{max-width:48%;margin:4px}")
-
-
-def markdown_to_html(text: str) -> str:
-    """The subset of Markdown the run's .md files use: headings, pipe tables, bullets,
-    paragraphs; ``**bold**`` and `code` marks are kept as text. Everything is escaped."""
-    out, table, bullets = [], [], []
-
-    def flush() -> None:
-        if table:
-            rows = [r for r in table if not re.fullmatch(r"\|[\s|:-]*\|", r)]  # drop the |---| rule
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            out.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{c}</{'th' if i == 0 else 'td'}>" for c in row)
-                + "</tr>" for i, row in enumerate(cells)) + "</table>")
-            table.clear()
-        if bullets:
-            out.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in bullets) + "</ul>")
-            bullets.clear()
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            if bullets:
-                flush()
-            table.append(line)
-            continue
-        if line.startswith("- "):
-            if table:
-                flush()
-            bullets.append(line[2:])
-            continue
-        flush()
-        heading = re.match(r"(#{1,4}) (.*)", line)
-        if heading:
-            level = min(len(heading.group(1)) + 1, 5)  # the page's own title is the h1
-            out.append(f"<h{level}>{html.escape(heading.group(2))}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    return "\n".join(out)
 
 
 def write_report(workdir: str | Path, title: str = "drugjax evaluation", sections: Sequence[str] = SECTIONS,
                  figures: Sequence[str] = FIGURES) -> Path:
     """Write ``workdir/report.html`` from the run's files that exist (missing ones are skipped)."""
     workdir = Path(workdir)
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
-             "style-src 'unsafe-inline'\">",
-             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             "<p>Scores of accounts are for human review, never verdicts (docs/model-card.md).</p>"]
+    parts = ["<p>Scores of accounts are for human review, never verdicts (docs/model-card.md).</p>"]
     for name in sections:
         if (workdir / name).is_file():
             parts.append(markdown_to_html((workdir / name).read_text(encoding="utf-8")))
     shown = [f for f in figures if (workdir / f).is_file()]
     if shown:
         parts.append("<h2>Figures</h2>")
-        for name in shown:
-            data = base64.b64encode((workdir / name).read_bytes()).decode("ascii")
-            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
+        parts += [png_image(name, (workdir / name).read_bytes()) for name in shown]
     path = workdir / "report.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(page(title, parts), encoding="utf-8")
     return path
 
 

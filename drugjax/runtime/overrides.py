@@ -38,6 +38,23 @@ def schema_keys(schema: type) -> set[str]:
     return keys
 
 
+def open_keys(schema: type) -> set[str]:
+    """Keys of a schema whose value is a free-form mapping (``search.space``): any key
+    below them is the command's to check, not the schema's."""
+    keys: set[str] = set()
+
+    def walk(obj: Any, prefix: str) -> None:
+        for field in dataclasses.fields(obj):
+            value = getattr(obj, field.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{field.name}.")
+            elif isinstance(value, dict):
+                keys.add(f"{prefix}{field.name}")
+
+    walk(schema(), "")
+    return keys
+
+
 def override_keys(args: Sequence[str]) -> list[tuple[str, str]]:
     """``(argument, key)`` for each ``key=value``, ``+key=value``, ``++key=value`` or
     ``~key`` argument; Hydra's own flags (``-m``, ``--cfg job``, ...) are not overrides."""
@@ -55,10 +72,13 @@ def check_overrides(args: Sequence[str], schema: type, groups: Iterable[str], co
     ``schema`` nor a config group (``groups``: ``data``, ``experiment``, ...). Keys of
     Hydra's own config (``hydra.run.dir``, ``hydra/launcher``) are left to Hydra."""
     keys = schema_keys(schema)
+    below_open = tuple(f"{key}." for key in open_keys(schema))
     groups = set(groups)
     for arg, key in override_keys(args):
         if key in keys or key.split("/", 1)[0] in groups or key == "hydra" or key.startswith("hydra."):
             continue  # a schema key, a config group (or a group inside one), Hydra's own
+        if key.startswith(below_open):
+            continue  # inside a free-form mapping, checked by the command itself
         nearest = difflib.get_close_matches(key, sorted(keys | groups), n=1, cutoff=0.6)
         hint = f"; did you mean {nearest[0]}?" if nearest else ""
         raise OverrideError(

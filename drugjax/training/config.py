@@ -151,12 +151,32 @@ class SweepConfig:
 
 
 @dataclass
+class SearchConfig:
+    """An Optuna study of head configurations (``model.kind=heads``;
+    drugjax.training.search): each round asks ``batch`` trials and trains them together
+    in the sweep engine's vmapped program, until the study holds ``trials`` trials."""
+
+    enabled: bool = False
+    trials: int = 48
+    batch: int = 16  # trials asked per round and trained in one program (per shape)
+    sampler: str = "tpe"  # tpe (constant liar inside a round) | random | qmc (optuna>=3)
+    metric: str = "auc"  # drug head, validation: auc | f1 | accuracy | precision | recall
+    direction: str = "maximize"  # maximize | minimize
+    folds: list[int] = field(default_factory=list)  # validation folds, mean over them; empty: data.val_fold
+    seed: int = 0  # the sampler's; training draws from ``seed``
+    # parameter -> {low, high[, log]} or {choices: [...]}; parameters: learning_rate,
+    # decay, weight_decay, relation_weight, dropout, hidden (choices of lists of widths).
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     name: str = "finetune"  # names the run directory runs/<name>
     # The run directory; None = Hydra's output directory (runs/<name>, see
     # conf/train.yaml), which is what makes "run the same command again" resume.

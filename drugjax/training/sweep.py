@@ -39,7 +39,7 @@ from drugjax.runtime.digest import digest_json
 from drugjax.runtime.progress import Progress
 from drugjax.models.heads import MultitaskHeads
 from drugjax.tasks import INSTAGRAM_POSITIVE, TASKS
-from drugjax.training.config import OptimConfig
+from drugjax.training.config import ConfigError, OptimConfig
 from drugjax.training.features import ShuffledOrder
 from drugjax.metrics import binary_metrics
 from drugjax.training.optim import make_optimizer
@@ -134,8 +134,8 @@ def _batch_rows(table: FeatureTable, config: HeadConfig, schedule: Schedule) -> 
     """(steps, batch) rows of ``table`` this configuration trains on, in order."""
     rows = table.training_rows(config.fold)
     if len(rows) < schedule.batch_size:
-        raise ValueError(f"fold {config.fold}: {len(rows)} training rows are fewer than one batch of "
-                         f"{schedule.batch_size}")
+        raise ConfigError(f"fold {config.fold}: {len(rows)} training rows are fewer than one batch of "
+                          f"{schedule.batch_size}; lower data.batch_size")
     order = ShuffledOrder(len(rows), schedule.batch_size, config.seed)
     return np.stack([rows[order.rows(t)] for t in range(schedule.steps)]).astype(np.int32)
 
