@@ -316,18 +316,21 @@ def _train_round(cfg: TrainConfig, table, schedule: Schedule, round_: Round, wor
     configs = [HeadConfig(**trial_values(cfg, trial.params), fold=fold, **common)
                for trial in round_.members for fold in folds]
     results = train_sweep(table, configs, schedule, engine=cfg.sweep.engine, workdir=workdir / STATE_DIR)
-    outcomes = []
-    for i, _ in enumerate(round_.members):
-        per_fold = results[i * len(folds):(i + 1) * len(folds)]
-        diverged = [r["config"].fold for r in per_fold if r["diverged"]]
-        metrics = {str(r["config"].fold): r["val"] for r in per_fold if not r["diverged"]}
-        value = float(np.mean([m[cfg.search.metric] for m in metrics.values()])) if not diverged else None
-        if value is not None and not math.isfinite(value):  # e.g. AUC of a fold without positives
-            diverged, value = [], None
-        failure = (f"diverged (non-finite loss) on fold {', '.join(map(str, diverged))}" if diverged
-                   else None if value is not None else f"{cfg.search.metric} is not a number")
-        outcomes.append({"folds": metrics, "value": value, "failure": failure})
-    return outcomes
+    size = len(folds)
+    return [_outcome(results[i * size:(i + 1) * size], cfg.search.metric) for i in range(len(round_.members))]
+
+
+def _outcome(per_fold: list[dict], metric: str) -> dict:
+    """A trial's record from its folds' results: the metric's mean over them, or why it
+    failed."""
+    metrics = {str(r["config"].fold): r["val"] for r in per_fold if not r["diverged"]}
+    diverged = [str(r["config"].fold) for r in per_fold if r["diverged"]]
+    if diverged:
+        return {"folds": metrics, "value": None, "failure": f"diverged (non-finite loss) on fold {', '.join(diverged)}"}
+    value = float(np.mean([m[metric] for m in metrics.values()]))
+    if not math.isfinite(value):  # e.g. the AUC of a fold without positives
+        return {"folds": metrics, "value": None, "failure": f"{metric} is not a number"}
+    return {"folds": metrics, "value": value, "failure": None}
 
 
 def _tell(study, round_: Round, outcomes: list[dict]) -> None:

@@ -153,8 +153,13 @@ def plots(rows: list[dict], cfg: TrainConfig) -> list[tuple[str, bytes]]:
     ax.legend()
     figures.append(("optimisation history", _png(fig)))
     names = [name for name in PARAMETERS if name in cfg.search.space]
-    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
+    columns = min(3, len(names))
+    rows_of_plots = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows_of_plots, columns, figsize=(3.2 * columns, 2.8 * rows_of_plots), squeeze=False,
+                             sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         xs = [r[name] for r in finished]
         if isinstance(xs[0], str) or "choices" in cfg.search.space[name]:
             labels = sorted({str(x) for x in xs})
@@ -165,7 +170,8 @@ def plots(rows: list[dict], cfg: TrainConfig) -> list[tuple[str, bytes]]:
         ax.scatter(xs, values, c=numbers, cmap="viridis", s=14)
         ax.set_xlabel(name)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(cfg.search.metric)
+    for row in axes:
+        row[0].set_ylabel(cfg.search.metric)
     figures.append(("slices (colour: trial number)", _png(fig)))
     return figures
 
