@@ -107,7 +107,8 @@ def markdown(study, cfg: TrainConfig, rows: list[dict], commands: list, importan
     baseline = np.nanmean([r["all_negative_accuracy"] for r in finished])
     lines += [f"## Best: trial {best.number}, {search.metric} {best.value:.4f}", ""]
     lines += [f"- {name} = {_cell(value)}" for name, value in best.params.items()]
-    lines += ["", "Trained alone by train.py (its validation figures are this trial's, up to float rounding):", ""]
+    lines += ["", "Trained alone by train.py: the same batches and initial parameters, so the same figures up to "
+              "float reassociation over the steps (on the paper world, AUC within 1e-3):", ""]
     lines += [f"- fold {fold} ({search.metric} {value:.4f}): `{command}`" for fold, value, command in commands]
     reverse = search.direction == "maximize"
     top = sorted(finished, key=lambda r: r["value"], reverse=reverse)[:TOP]
