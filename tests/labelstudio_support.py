@@ -227,6 +227,69 @@ def run_scenario(server: Server, out: Path, root: Path) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------- a browser
+
+HOSTILE = ('<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+           '<b>bold?</b> \u202eevil\u202c \x1b[31mred')
+
+BROWSER_SCRIPT = r"""
+import json, sys
+from playwright.sync_api import sync_playwright
+url, email, password, pages = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+out = []
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=sys.argv[5], args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url + "/user/login/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_load_state("networkidle")
+    for item in pages:
+        page.goto(url + item["path"])
+        page.wait_for_selector(f"text={item['wait']}", timeout=60000)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1500)  # images decode after the network is idle
+        # The labelling screen fetches each /data/local-files/ picture and shows it as a blob.
+        images = page.evaluate("Array.from(document.images).filter(i => i.src.startsWith('blob:'))"
+                               ".map(i => i.naturalWidth)")
+        page.screenshot(path=item["png"], full_page=item.get("full", False))
+        out.append({"text": page.inner_text("body"), "pwned": page.evaluate("window.__pwned === undefined ? null : window.__pwned"),
+                    "x_images": page.evaluate("document.querySelectorAll('img[src=x]').length"),
+                    "bold": page.evaluate("Array.from(document.querySelectorAll('b')).filter(b => b.textContent == 'bold?').length"),
+                    "images": images})
+    browser.close()
+print(json.dumps(out))
+"""
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def ensure_playwright(script: Path) -> Path:
+    """The Label Studio venv's python, with playwright (its browser: the system's chromium)."""
+    python = script.parent / "python"
+    if subprocess.run([str(python), "-c", "import playwright"], capture_output=True).returncode:
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "playwright"], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"pip install playwright failed: {(done.stdout + done.stderr)[-2000:]}")
+    return python
+
+
+def browse(server: Server, email: str, password: str, pages: list[dict]) -> list[dict]:
+    """Log in as ``email`` in headless chromium and, for each page {"path", "wait" (a text
+    to wait for), "png"}, take a screenshot; returns per page the body's text, whether a
+    script ran (window.__pwned), injected elements found, and the local-files images with
+    their decoded widths."""
+    python = ensure_playwright(server.script)
+    done = subprocess.run([str(python), "-c", BROWSER_SCRIPT, server.url, email, password, json.dumps(pages),
+                           chromium()], capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"the browser failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str]) -> int:
     """``python tests/labelstudio_support.py record``: run the scenario on the tiny world
     and write tests/fixtures/labelstudio_{posts,accounts}.json (the fast tests' input)."""

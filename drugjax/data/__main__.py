@@ -223,8 +223,8 @@ def _import_labelstudio(args) -> int:
         print(f"  {n:>7}  {escape_controls(who)}")
     print("agreement (tasks both experts answered yes or no; kind: both said drug-related):")
     for question, a in report.agreement.items():
-        print(f"  {question:<7} {a['both']:>5} tasks  agreement {a['agreement']:5.1f} %  "
-              f"Cohen's kappa {a['kappa']:.3f}")
+        kappa = "undefined (one answer only)" if a["kappa"] != a["kappa"] else f"{a['kappa']:.3f}"
+        print(f"  {question:<7} {a['both']:>5} tasks  agreement {a['agreement']:5.1f} %  Cohen's kappa {kappa}")
     for what, n in sorted(report.counts.items()):
         print(f"  {n:>7}  {escape_controls(what)}")
     text = ls.disagreements_csv(report.disagreements)

@@ -88,7 +88,7 @@ def _choices(name: str, to: str, values, extra: str = "") -> str:
 
 POST_CONFIG = f"""<View>
   <Header value="Post $key by $account, $when" size="4"/>
-  <Image name="picture" value="$image" maxWidth="480px"/>
+  <Image name="picture" value="$image" maxWidth="320px" zoomControl="false"/>
   <Header value="Caption" size="5"/>
   <Text name="caption" value="$caption"/>
   <Header value="Tags" size="5"/>
@@ -104,21 +104,21 @@ POST_CONFIG = f"""<View>
 </View>
 """
 
+# The grid is laid out on the Repeater's own element, whose children are the items.
 ACCOUNT_CONFIG = f"""<View>
+  <Style>.drugjax-grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 8px; }}</Style>
   <Header value="Account $username" size="4"/>
   <Text name="bio" value="$bio"/>
   <Text name="counts" value="$counts"/>
   <Header value="Is this account a drug dealer?" size="5"/>
 {_choices("dealer", "bio", DEALER, ' required="true"')}
   <Header value="Its posts" size="5"/>
-  <View style="display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 8px">
-    <Repeater on="$posts" indexFlag="{{{{idx}}}}">
-      <View style="border: 1px solid #ddd; padding: 4px">
-        <Image name="picture_{{{{idx}}}}" value="$posts[{{{{idx}}}}].image" maxWidth="180px"/>
-        <Text name="caption_{{{{idx}}}}" value="$posts[{{{{idx}}}}].caption"/>
-      </View>
-    </Repeater>
-  </View>
+  <Repeater on="$posts" indexFlag="{{{{idx}}}}" className="drugjax-grid">
+    <View style="border: 1px solid #ddd; padding: 4px">
+      <Image name="picture_{{{{idx}}}}" value="$posts[{{{{idx}}}}].image" maxWidth="160px" zoomControl="false"/>
+      <Text name="caption_{{{{idx}}}}" value="$posts[{{{{idx}}}}].caption"/>
+    </View>
+  </Repeater>
 </View>
 """
 
@@ -408,8 +408,8 @@ def _kappa(a: list, b: list) -> float:
     from sklearn.metrics import cohen_kappa_score
 
     with warnings.catch_warnings():
-        # one class only (both said "no" to everything): sklearn warns and returns nan
-        warnings.simplefilter("ignore", RuntimeWarning)
+        # one answer only (both said "no" to everything): undefined; sklearn warns, gives nan
+        warnings.simplefilter("ignore")
         return float(cohen_kappa_score(a, b))
 
 
