@@ -253,7 +253,10 @@ with sync_playwright() as p:
         # The labelling screen fetches each /data/local-files/ picture and shows it as a blob.
         images = page.evaluate("Array.from(document.images).filter(i => i.src.startsWith('blob:'))"
                                ".map(i => i.naturalWidth)")
-        page.screenshot(path=item["png"], full_page=item.get("full", False))
+        if item.get("full"):  # the labelling panel scrolls on its own: make the page tall enough
+            page.set_viewport_size({"width": 1280, "height": 1150})
+            page.wait_for_timeout(1500)
+        page.screenshot(path=item["png"])
         out.append({"text": page.inner_text("body"), "pwned": page.evaluate("window.__pwned === undefined ? null : window.__pwned"),
                     "x_images": page.evaluate("document.querySelectorAll('img[src=x]').length"),
                     "bold": page.evaluate("Array.from(document.querySelectorAll('b')).filter(b => b.textContent == 'bold?').length"),
@@ -290,18 +293,49 @@ def browse(server: Server, email: str, password: str, pages: list[dict]) -> list
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def screenshots(server: Server, out: Path, root: Path, docs: Path) -> None:
+    """docs/labelling-post.png and docs/labelling-account.png: ana's labelling screen of a
+    post with a drug in its picture and of the account with the longest timeline."""
+    from PIL import Image
+
+    posts, tasks = server.create_project("drugjax posts", out / "posts", root)
+    accounts, account_tasks = server.create_project("drugjax accounts", out / "accounts", root)
+    post_data = json.loads((out / "posts" / "tasks.json").read_text(encoding="utf-8"))
+    account_data = json.loads((out / "accounts" / "tasks.json").read_text(encoding="utf-8"))
+    post = next(i for i, t in enumerate(post_data) if "purple" in t["data"]["caption"] or "lean" in t["data"]["tags"])
+    account = max(range(len(account_data)), key=lambda i: len(account_data[i]["data"]["posts"]))
+    pages = [{"path": f"/projects/{posts}/data?task={tasks[post]}", "wait": "Is this post drug-related?",
+              "png": str(docs / "labelling-post.png")},
+             {"path": f"/projects/{accounts}/data?task={account_tasks[account]}", "full": True,
+              "wait": "Is this account a drug dealer?", "png": str(docs / "labelling-account.png")}]
+    browse(server, ANNOTATORS[0][0], ANNOTATORS[0][1], pages)
+    for page in pages:  # a 64-colour palette keeps each file small enough for the repository
+        image = Image.open(page["png"]).convert("RGB")
+        image.quantize(64, method=Image.Quantize.MEDIANCUT).save(page["png"], optimize=True)
+
+
 def main(argv: list[str]) -> int:
     """``python tests/labelstudio_support.py record``: run the scenario on the tiny world
-    and write tests/fixtures/labelstudio_{posts,accounts}.json (the fast tests' input)."""
+    and write tests/fixtures/labelstudio_{posts,accounts}.json (the fast tests' input).
+    ``... screenshots``: the labelling screens of a post and an account in docs/."""
     import tempfile
 
-    if argv != ["record"]:
+    if argv not in (["record"], ["screenshots"]):
         print(main.__doc__)
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from drugjax.data.builders import synthetic_root
     from drugjax.data.labelstudio import export_labelstudio
 
+    if argv == ["screenshots"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            root = tmp / "docs" / "root"
+            shutil.copytree(synthetic_root("tiny", 0, 96, tmp / "cache"), root)
+            export_labelstudio(root, tmp / "out")
+            with Server(ensure_venv(), tmp / "ls", tmp / "docs") as server:
+                screenshots(server, tmp / "out", root, Path(__file__).resolve().parents[1] / "docs")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = tmp / "docs" / "root"

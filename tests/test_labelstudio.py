@@ -344,58 +344,80 @@ def test_disagreements_file_settles_posts_through_label(root, tmp_path, capsys):
 # --------------------------------------------------------------------------- a real server
 
 
-@pytest.mark.slow
-def test_real_label_studio_end_to_end_to_table2_and_the_browser(world, tmp_path):
+@pytest.fixture(scope="module")
+def real_server_run(world, tmp_path_factory) -> dict:
+    """The tiny world (with a hostile caption and bio) exported, loaded into a real Label
+    Studio, answered by ana and ben through its API, exported; the labelling screens of a
+    post and an account opened in headless chromium as ana, when chromium is installed."""
     try:
         script = support.ensure_venv()
     except RuntimeError as e:
         pytest.skip(f"the Label Studio venv could not be created: {e}")
-    root = tmp_path / "docs" / "root"
+    tmp = tmp_path_factory.mktemp("labelstudio")
+    root = tmp / "docs" / "root"
     shutil.copytree(world, root)
-    # a hostile caption and bio, to be seen as text in the labelling screen
     for rel, field in (("posts.jsonl", "caption"), ("accounts.jsonl", "bio")):
         records = read_jsonl(root / rel)
         records[0][field] = support.HOSTILE
         (root / rel).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    assert cli(["export-labelstudio", str(root), "--out", str(tmp_path / "out")]) == 0
-    with support.Server(script, tmp_path / "ls", tmp_path / "docs") as server:
-        got = support.run_scenario(server, tmp_path / "out", root)
+    assert ls.export_labelstudio(root, tmp / "out")
+    with support.Server(script, tmp / "ls", tmp / "docs") as server:
+        got = support.run_scenario(server, tmp / "out", root)
+        got["root"], got["tmp"], got["pages"] = root, tmp, None
         post_tasks = sorted(got["posts"], key=lambda t: t["id"])
         account_tasks = sorted(got["accounts"], key=lambda t: t["id"])
-        # one project, two annotations per task: after ana answered every post, ben's
-        # labelling stream still gave him one, without her annotation
-        assert got["blind"]["id"] in {t["id"] for t in post_tasks} and got["blind"]["annotations"] == []
-        assert all(len(t["annotations"]) == 2 for t in got["posts"] + got["accounts"])
         if support.chromium():
-            timeline = read_jsonl(root / "timelines" / f"{account_tasks[0]['data']['key']}.jsonl")
-            pages = support.browse(server, *support.ANNOTATORS[0][:2], [
+            got["pages"] = support.browse(server, *support.ANNOTATORS[0][:2], [
                 {"path": f"/projects/{got['projects']['posts']}/data?task={post_tasks[0]['id']}",
-                 "wait": "Is this post drug-related?", "png": str(tmp_path / "post.png")},
+                 "wait": "Is this post drug-related?", "png": str(tmp / "post.png")},
                 {"path": f"/projects/{got['projects']['accounts']}/data?task={account_tasks[0]['id']}",
-                 "wait": "Is this account a drug dealer?", "png": str(tmp_path / "account.png")}])
-            for page in pages:
-                assert "<script>window.__pwned = 1</script><img src=x" in page["text"]  # shown as text
-                assert "\\u202eevil\\u202c" in page["text"] and "\u202e" not in page["text"]
-                assert page["pwned"] is None and page["x_images"] == 0 and page["bold"] == 0
-            assert len(pages[0]["images"]) == 1 and pages[0]["images"][0] > 0  # the post's picture
-            assert len(pages[1]["images"]) == len(timeline) and min(pages[1]["images"]) > 0  # the grid
+                 "wait": "Is this account a drug dealer?", "png": str(tmp / "account.png")}])
+            got["timeline"] = read_jsonl(root / "timelines" / f"{account_tasks[0]['data']['key']}.jsonl")
+    return got
+
+
+@pytest.mark.slow
+def test_real_label_studio_to_import_validate_and_table2(real_server_run):
+    got, root, tmp = real_server_run, real_server_run["root"], real_server_run["tmp"]
+    # one project, two annotations per task: after ana answered every post, ben's
+    # labelling stream still gave him one, without her annotation
+    assert got["blind"]["id"] in {t["id"] for t in got["posts"]} and got["blind"]["annotations"] == []
+    assert all(len(t["annotations"]) == 2 for t in got["posts"] + got["accounts"])
     for kind in ("posts", "accounts"):
-        (tmp_path / f"{kind}.json").write_text(json.dumps(got[kind]))
+        (tmp / f"{kind}.json").write_text(json.dumps(got[kind]))
     ids = got["users"]
     annotators = f"{ids[support.ANNOTATORS[0][0]]}=expert1,{ids[support.ANNOTATORS[1][0]]}=expert2"
-    done = subprocess.run([sys.executable, "-m", "drugjax.data", "import-labelstudio", str(tmp_path / "posts.json"),
-                           str(tmp_path / "accounts.json"), "--root", str(root), "--annotators", annotators,
+    done = subprocess.run([sys.executable, "-m", "drugjax.data", "import-labelstudio", str(tmp / "posts.json"),
+                           str(tmp / "accounts.json"), "--root", str(root), "--annotators", annotators,
                            "--relabel"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
-    n, agreement, kappa = expected_agreement("accounts", "dealer", ls.DEALER)
-    assert f"dealer  {n:>5} tasks  agreement {agreement:5.1f} %  Cohen's kappa {kappa:.3f}" in done.stdout
+    for question, kind, table in (("drug", "posts", ls.DRUG), ("dealer", "accounts", ls.DEALER)):
+        n, agreement, kappa = expected_agreement(kind, question, table)
+        assert f"{question:<7} {n:>5} tasks  agreement {agreement:5.1f} %  Cohen's kappa {kappa:.3f}" in done.stdout
+    accounts = {a["username"]: (a["expert1"], a["expert2"]) for a in read_jsonl(root / "accounts.jsonl")}
+    assert accounts == {k: (ls.DEALER[a["dealer"]], ls.DEALER[b["dealer"]]) for k, (a, b) in posted("accounts").items()}
     assert validate(root).ok
-    run = tmp_path / "run"
+    run = tmp / "run"
     done = subprocess.run([sys.executable, "evaluate.py", "data=dir", f"data.root={root}", "data.image_size=16",
                            "model.backbone.name=tiny", "model.hidden=[16,16]", "image.steps=6", "data.batch_size=8",
                            "image.chunk_steps=3", "data.eval_batch_size=8", "dealers.num_folds=2",
                            f"workdir={run}"], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    n, agreement, kappa = expected_agreement("accounts", "dealer", ls.DEALER)
     table2 = json.loads((run / "table2.json").read_text())
     assert table2["agreement"] == pytest.approx(agreement) and table2["kappa"] == pytest.approx(kappa)
     assert f"Experts agree on {agreement:.1f} % of accounts (paper: 94 %), Cohen's kappa {kappa:.2f}." in done.stdout
+
+
+@pytest.mark.slow
+def test_real_label_studio_shows_pictures_and_hostile_text_as_text_in_a_browser(real_server_run):
+    if real_server_run["pages"] is None:
+        pytest.skip("no chromium to drive (Debian: apt-get install chromium); the configs' use of Text tags only "
+                    "is checked by test_export_writes_configs_with_text_tags_and_tasks_pointing_into_root")
+    post, account = real_server_run["pages"]
+    for page in (post, account):
+        assert "<script>window.__pwned = 1</script><img src=x" in page["text"]  # shown as text
+        assert "\\u202eevil\\u202c" in page["text"] and "\u202e" not in page["text"]
+        assert page["pwned"] is None and page["x_images"] == 0 and page["bold"] == 0  # nothing ran or rendered
+    assert len(post["images"]) == 1 and post["images"][0] > 0  # the post's picture, decoded
+    assert len(account["images"]) == len(real_server_run["timeline"]) and min(account["images"]) > 0  # the grid

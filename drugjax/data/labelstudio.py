@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from drugjax.data import rootfiles, schema
-from drugjax.data.labels import LabelProblem, _index_files, _post_files
+from drugjax.data.labels import LabelProblem, index_files, post_files
 from drugjax.data.pseudonym import Pseudonymizer
 from drugjax.errors import UserError
 from drugjax.runtime.textsafe import csv_cell, escape_controls
@@ -201,7 +201,7 @@ def export_labelstudio(root: str | Path, out: str | Path, *, posts: bool = True,
     counts: collections.Counter = collections.Counter()
     if "posts" in kinds:
         tasks, seen = [], set()
-        for rel in _post_files(root):
+        for rel in post_files(root):
             for rec in _records(root, rel, "id", counts):
                 if rec["id"] in seen or (only_unlabelled and rec.get("drug") is not None):
                     continue
@@ -483,7 +483,7 @@ def _apply(root: Path, rels: list[str], key_field: str, wanted: dict[str, dict],
            relabel: bool, report: ImportReport, what: str, keep_when_none: bool) -> dict[str, dict]:
     """Write ``wanted`` {key: {field: value}} into the records of ``rels``; returns what
     is now ours (the new state for these keys)."""
-    lines, where = _index_files(root, rels, key_field)
+    lines, where = index_files(root, rels, key_field)
     changed: set[str] = set()
     now = dict(before)
     for key, fields in sorted(wanted.items()):
@@ -560,7 +560,7 @@ def import_labelstudio(exports: list[str | Path], root: str | Path, annotators: 
                 posts[real] = {"drug": None, "drug_kind": None}
         else:
             accounts[real] = {e: DEALER[a.values["dealer"]] for e, a in by.items() if "dealer" in a.answered}
-    state["posts"] = _apply(root, _post_files(root), "id", posts, state["posts"], relabel, report, "posts",
+    state["posts"] = _apply(root, post_files(root), "id", posts, state["posts"], relabel, report, "posts",
                             keep_when_none=True)
     state["accounts"] = _apply(root, [schema.ACCOUNTS_FILE], "username", accounts, state["accounts"], relabel,
                                report, "accounts", keep_when_none=False)
@@ -571,7 +571,7 @@ def import_labelstudio(exports: list[str | Path], root: str | Path, annotators: 
 def _real_keys(root: Path, pseudo: Pseudonymizer | None) -> tuple[dict[str, str], dict[str, str]]:
     """{task key: post id} and {task key: username} of ROOT's records."""
     counts: collections.Counter = collections.Counter()
-    posts = {r["id"]: r["id"] for rel in _post_files(root) for r in _records(root, rel, "id", counts)}
+    posts = {r["id"]: r["id"] for rel in post_files(root) for r in _records(root, rel, "id", counts)}
     accounts = {r["username"]: r["username"] for r in _records(root, schema.ACCOUNTS_FILE, "username", counts)}
     if pseudo:
         posts = {pseudo.post_id(k): v for k, v in posts.items()}
