@@ -83,7 +83,8 @@ class TaskProblem:
 
 def _choices(name: str, to: str, values, extra: str = "") -> str:
     inner = "".join(f'\n    <Choice value="{v}"/>' for v in values)
-    return f'  <Choices name="{name}" toName="{to}" choice="single-radio" showInline="true"{extra}>{inner}\n  </Choices>'
+    return (f'  <Choices name="{name}" toName="{to}" choice="single-radio" showInline="true"{extra}>'
+            f'{inner}\n  </Choices>')
 
 
 POST_CONFIG = f"""<View>
@@ -105,8 +106,9 @@ POST_CONFIG = f"""<View>
 """
 
 # The grid is laid out on the Repeater's own element, whose children are the items.
+_GRID = "display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 8px;"
 ACCOUNT_CONFIG = f"""<View>
-  <Style>.drugjax-grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 8px; }}</Style>
+  <Style>.drugjax-grid {{ {_GRID} }}</Style>
   <Header value="Account $username" size="4"/>
   <Text name="bio" value="$bio"/>
   <Text name="counts" value="$counts"/>
@@ -160,7 +162,8 @@ def _post_task(rec: dict, root: Path, document_root: Path, pseudo: Pseudonymizer
     tags = " ".join("#" + str(t) for t in rec.get("tags") or [])
     comments = "\n".join("• " + text(str(c)) for c in rec.get("comments") or []) or "(none)"
     return {"drugjax": "post", "key": key, "account": shown(account), "when": shown(rec.get("timestamp", "")),
-            "image": local_file_url(root, document_root, rec.get("image")), "caption": shown(text(str(rec.get("caption") or ""))),
+            "image": local_file_url(root, document_root, rec.get("image")),
+            "caption": shown(text(str(rec.get("caption") or ""))),
             "tags": shown(tags or "(none)"), "comments": shown(comments)}
 
 
@@ -170,7 +173,8 @@ def _account_task(rec: dict, timeline: list[dict], root: Path, document_root: Pa
     key = pseudo.username(rec["username"]) if pseudo else rec["username"]
     posts = [{"image": local_file_url(root, document_root, p.get("image")),
               "caption": shown(text(str(p.get("caption") or "")) or "(no caption)")} for p in timeline]
-    return {"drugjax": "account", "key": key, "username": shown(key), "bio": shown(text(str(rec.get("bio") or "")) or "(no bio)"),
+    return {"drugjax": "account", "key": key, "username": shown(key),
+            "bio": shown(text(str(rec.get("bio") or "")) or "(no bio)"),
             "counts": f"{rec.get('followers')} followers, {rec.get('following')} following, {len(timeline)} posts",
             "posts": posts}
 
@@ -230,7 +234,8 @@ def export_labelstudio(root: str | Path, out: str | Path, *, posts: bool = True,
 
 def _write(folder: Path, config: str, tasks: list[dict]) -> None:
     rootfiles.write_bytes(folder / "config.xml", config.encode("utf-8"))
-    rootfiles.write_bytes(folder / "tasks.json", (json.dumps(tasks, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+    text = json.dumps(tasks, ensure_ascii=False, indent=1) + "\n"
+    rootfiles.write_bytes(folder / "tasks.json", text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- reading an export
@@ -423,8 +428,9 @@ def _agreement(answers: dict, report: ImportReport) -> None:
                     continue
                 one, two = (by[e].values[question] for e in EXPERTS)
                 if one != two:
-                    report.disagreements.append({"kind": kind, "id": key, "question": question, "expert1": one, "expert2": two,
-                                                 "task": by["expert1"].task, "link": by["expert1"].link})
+                    report.disagreements.append({"kind": kind, "id": key, "question": question, "expert1": one,
+                                                 "expert2": two, "task": by["expert1"].task,
+                                                 "link": by["expert1"].link})
                 if question in mapping:
                     one, two = mapping[question][one], mapping[question][two]
                     if one is None or two is None:
@@ -548,8 +554,9 @@ def import_labelstudio(exports: list[str | Path], root: str | Path, annotators: 
     for (kind, key), by in answers.items():
         real = (post_keys if kind == "post" else account_keys).get(key)
         if real is None:
-            report.problems.append(LabelProblem(str(root), 0, "key", f"{kind} {key!r} (from {next(iter(by.values())).task}) "
-                                                f"is not in ROOT{' under this key' if pseudonymizer else ''}"))
+            source = next(iter(by.values())).task
+            report.problems.append(LabelProblem(str(root), 0, "key", f"{kind} {key!r} (from {source}) is not in "
+                                                f"ROOT{' under this key' if pseudonymizer else ''}"))
             continue
         if kind == "post":
             labels, how = settle_post(by, on_disagreement)
