@@ -1,10 +1,13 @@
 """``python -m drugjax.data COMMAND``: check a dataset ROOT, import Instaloader
-downloads into one, and move labels in and out of it as CSV.
+downloads into one, and move labels in and out of it as CSV or through Label Studio.
 
   validate ROOT [--rejected PATH] [--max-pixels N]
   import-instaloader SRC... --out ROOT [--pseudonymize KEYFILE] [--copy]
   export-unlabelled ROOT [--posts CSV] [--accounts CSV]
   label ROOT [--posts CSV] [--accounts CSV] [--relabel]
+  export-labelstudio ROOT --out DIR [--posts|--accounts] [--only-unlabelled] [--pseudonymize KEYFILE]
+  import-labelstudio EXPORT.json... --root ROOT --annotators NAME=expert1,NAME=expert2
+                     [--on-disagreement unlabelled|expert1|expert2] [--relabel] [--disagreements CSV]
   where [--preset P] [--seed S] [--image-size N] [--data-dir DIR]
 
 ``where`` prints the ROOT of a synthetic world (by default the paper-sized one that
@@ -15,6 +18,7 @@ downloads into one, and move labels in and out of it as CSV.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +55,36 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--posts", metavar="CSV", help="columns id,drug (0, 1 or empty)")
     lab.add_argument("--accounts", metavar="CSV", help="columns username,expert1,expert2 (0, 1 or empty)")
     lab.add_argument("--relabel", action="store_true", help="also change labels that are already set")
+    x = sub.add_parser("export-labelstudio", help="write Label Studio projects (config.xml, tasks.json) for "
+                                                   "labelling posts and accounts with their pictures")
+    x.add_argument("root")
+    x.add_argument("--out", required=True, metavar="DIR", help="writes DIR/posts/ and DIR/accounts/")
+    only = x.add_mutually_exclusive_group()
+    only.add_argument("--posts", action="store_true", help="only the posts (posts.jsonl and the timelines)")
+    only.add_argument("--accounts", action="store_true", help="only the accounts")
+    x.add_argument("--only-unlabelled", action="store_true",
+                   help="only posts with drug null and accounts without both expert labels")
+    x.add_argument("--pseudonymize", metavar="KEYFILE",
+                   help="show keyed pseudonyms instead of usernames, @mentions and post ids (the key is created "
+                        "when missing and must stay outside ROOT; import-labelstudio needs the same key)")
+    x.add_argument("--document-root", metavar="DIR",
+                   help="the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (default: the folder above ROOT)")
+    m = sub.add_parser("import-labelstudio", help="merge two experts' annotations from Label Studio JSON "
+                                                  "exports into a ROOT; print agreement and kappa")
+    m.add_argument("exports", nargs="+", metavar="EXPORT.json", help="Label Studio JSON export(s)")
+    m.add_argument("--root", required=True, help="the dataset folder the tasks were exported from")
+    m.add_argument("--annotators", required=True, metavar="NAME=expert1,NAME=expert2",
+                   help="Label Studio user id or email (or an export file: all its annotations) of each expert")
+    m.add_argument("--on-disagreement", default="unlabelled", choices=["unlabelled", "expert1", "expert2"],
+                   help="a post the experts disagree on stays unlabelled until settled (default) or takes one "
+                        "expert's answer")
+    m.add_argument("--relabel", action="store_true",
+                   help="also replace labels set before any import-labelstudio (by `label` or in the data)")
+    m.add_argument("--disagreements", metavar="CSV", help="also write the disagreements to this CSV file "
+                                                          "(fill in drug, then `label ROOT --posts CSV`)")
+    m.add_argument("--pseudonymize", metavar="KEYFILE", help="the key the tasks were exported with")
+    m.add_argument("--url", default="http://localhost:8080",
+                   help="the Label Studio server, for the links to the tasks (default http://localhost:8080)")
     w = sub.add_parser("where", help="print the ROOT of a synthetic world (generated on first use)")
     w.add_argument("--preset", default="paper",
                    help="tiny, small, paper, deploy or hard (default: paper, the main job's)")
@@ -136,6 +170,80 @@ def _label(args) -> int:
     return 0
 
 
+def _pseudonymizer(keyfile: str | None, forbidden: list[str], create: bool):
+    from drugjax.data.pseudonym import Pseudonymizer, load_or_create_key
+
+    if not keyfile:
+        return None
+    if not create and not Path(keyfile).is_file():
+        raise UsageError(f"key file {keyfile} does not exist; pass the key the tasks were exported with")
+    try:
+        key, created = load_or_create_key(Path(keyfile), forbidden=[Path(f) for f in forbidden])
+    except OSError as e:
+        raise UsageError(f"key file {keyfile}: {e}") from None
+    if created:
+        print(f"created a new pseudonymisation key in {escape_controls(keyfile)}: keep it outside ROOT; "
+              f"import-labelstudio needs it")
+    return Pseudonymizer(key)
+
+
+def _export_labelstudio(args) -> int:
+    from drugjax.data.labelstudio import export_labelstudio
+
+    root = _existing_root(args.root)
+    pseudo = _pseudonymizer(args.pseudonymize, [args.root, args.out], create=True)
+    counts = export_labelstudio(root, args.out, posts=not args.accounts, accounts=not args.posts,
+                                only_unlabelled=args.only_unlabelled, pseudonymizer=pseudo,
+                                document_root=args.document_root)
+    for what, n in sorted(counts.items()):
+        print(f"  {n:>7}  {escape_controls(what)}")
+    doc_root = os.path.realpath(args.document_root or Path(os.path.realpath(root)).parent)
+    print(f"wrote config.xml and tasks.json under {escape_controls(args.out)}; serve the pictures with\n"
+          f"  LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+          f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={escape_controls(doc_root)} label-studio start\n"
+          f"and add to each project a Local Files storage with the path {escape_controls(os.path.realpath(root))} "
+          f"(do not sync it: the tasks come from tasks.json); docs/labelling.md")
+    return 0
+
+
+def _import_labelstudio(args) -> int:
+    from drugjax.data import labelstudio as ls
+    from drugjax.data.labels import LabelFileError
+
+    root = _existing_root(args.root)
+    names = ls.parse_annotators(args.annotators)
+    if args.disagreements and Path(args.disagreements).exists():
+        raise LabelFileError(f"{args.disagreements} exists; it is not overwritten (choose another name)")
+    pseudo = _pseudonymizer(args.pseudonymize, [args.root], create=False)
+    report = ls.import_labelstudio(args.exports, root, names, on_disagreement=args.on_disagreement,
+                                   relabel=args.relabel, pseudonymizer=pseudo, url=args.url)
+    print(f"tasks: {report.tasks['post']} posts, {report.tasks['account']} accounts")
+    print("annotations:")
+    for who, n in sorted(report.per_annotator.items()):
+        print(f"  {n:>7}  {escape_controls(who)}")
+    print("agreement (tasks both experts answered yes or no; kind: both said drug-related):")
+    for question, a in report.agreement.items():
+        kappa = "undefined (one answer only)" if a["kappa"] != a["kappa"] else f"{a['kappa']:.3f}"
+        print(f"  {question:<7} {a['both']:>5} tasks  agreement {a['agreement']:5.1f} %  Cohen's kappa {kappa}")
+    for what, n in sorted(report.counts.items()):
+        print(f"  {n:>7}  {escape_controls(what)}")
+    text = ls.disagreements_csv(report.disagreements)
+    print(f"disagreements ({len(report.disagreements)}; settle a post's: fill in drug, then "
+          f"`python -m drugjax.data label ROOT --posts FILE`):")
+    print(ls.disagreements_csv(report.disagreements, for_terminal=True), end="")
+    if args.disagreements:
+        from drugjax.data import rootfiles
+
+        rootfiles.write_bytes(Path(args.disagreements), text.encode("utf-8"))
+        print(f"wrote them to {escape_controls(args.disagreements)}")
+    if report.problems:
+        print(f"not imported ({len(report.problems)}; the rest was):")
+        for p in report.problems:
+            print(f"  {p}")
+        return 1
+    return 0
+
+
 def _where(args: argparse.Namespace) -> int:
     import logging
 
@@ -154,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     ``error:`` line)."""
     args = _parser().parse_args(argv)
     command = {"validate": _validate, "import-instaloader": _import, "export-unlabelled": _export,
-               "label": _label, "where": _where}[args.command]
+               "label": _label, "export-labelstudio": _export_labelstudio,
+               "import-labelstudio": _import_labelstudio, "where": _where}[args.command]
     try:
         return command(args)
     except USER_ERRORS as e:

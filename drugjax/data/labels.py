@@ -107,7 +107,9 @@ class _Place:
     index: int  # line index in that file
 
 
-def _index_files(root: Path, rels: list[str], key: str) -> tuple[dict[str, list[str]], dict[str, list[_Place]]]:
+def index_files(root: Path, rels: list[str], key: str) -> tuple[dict[str, list[bytes]], dict[str, list[_Place]]]:
+    """The lines of each file in ``rels`` (relative to ROOT) and, per value of ``key``,
+    where its records are (file, line index): what a label merge rewrites."""
     lines: dict[str, list[bytes]] = {}
     where: dict[str, list[_Place]] = collections.defaultdict(list)
     for rel in rels:
@@ -161,7 +163,7 @@ def _collect(path: Path, rows, key: str, fields: tuple[str, ...], report: LabelR
 def _merge(root: Path, path: Path, rows, key: str, fields: tuple[str, ...], rels: list[str], relabel: bool,
            report: LabelReport, what: str) -> None:
     wanted = _collect(path, rows, key, fields, report)
-    lines, where = _index_files(root, rels, key)
+    lines, where = index_files(root, rels, key)
     changed: set[str] = set()
     for ident, (labels, line) in wanted.items():
         places = where.get(ident)
@@ -189,7 +191,9 @@ def _merge(root: Path, path: Path, rows, key: str, fields: tuple[str, ...], rels
         rootfiles.write_lines(root / rel, lines[rel])
 
 
-def _post_files(root: Path) -> list[str]:
+def post_files(root: Path) -> list[str]:
+    """posts.jsonl and every timeline file of ROOT, relative to ROOT: where a post id's
+    records are."""
     rels = [schema.POSTS_FILE] if (root / schema.POSTS_FILE).is_file() else []
     tdir = root / schema.TIMELINES_DIR
     if tdir.is_dir():
@@ -208,7 +212,7 @@ def apply_labels(root: str | Path, *, posts_csv: str | Path | None = None, accou
     post_rows = _read_csv(Path(posts_csv), POST_COLUMNS) if posts_csv else None
     account_rows = _read_csv(Path(accounts_csv), ACCOUNT_COLUMNS) if accounts_csv else None
     if post_rows is not None:
-        _merge(root, Path(posts_csv), post_rows, "id", ("drug",), _post_files(root), relabel, report,
+        _merge(root, Path(posts_csv), post_rows, "id", ("drug",), post_files(root), relabel, report,
                "posts")
     if account_rows is not None:
         _merge(root, Path(accounts_csv), account_rows, "username", ("expert1", "expert2"),
