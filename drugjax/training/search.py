@@ -8,8 +8,8 @@ trains every trial on every fold of ``search.folds`` in one call of
 (trunk widths, dropout) — and tells the study each trial's mean validation metric, or
 FAIL for a trial that diverged (never a zero that TPE would read as a poor value).
 
-The study lives in ``<run>/search.db`` (SQLite, readable by ``optuna-dashboard``), so a
-killed search resumes: finished trials are kept, and the round that was cut short is
+The study lives in ``<run>/search.db`` (optuna's SQLite storage), so a killed search
+resumes: finished trials are kept, and the round that was cut short is
 trained again whole, with the same trials, so its figures are those an uninterrupted
 search gets. Each round's sampler is seeded from ``search.seed`` and the round's index,
 so a search's trials depend only on the seed and the history, not on when it was killed.
