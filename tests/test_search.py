@@ -33,9 +33,17 @@ def _rows(workdir):
         return list(csv.DictReader(f))
 
 
-def test_a_search_writes_every_output(tmp_path):
-    cfg = _config(tensorboard=True)
-    out = search.run_search(cfg, tmp_path, table=feature_table(), command_overrides=["experiment=search", "seed=0"])
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """One uninterrupted search, shared: (its run directory, what run_search returned)."""
+    workdir = tmp_path_factory.mktemp("whole")
+    out = search.run_search(_config(tensorboard=True), workdir, table=feature_table(),
+                            command_overrides=["experiment=search", "seed=0"])
+    return workdir, out
+
+
+def test_a_search_writes_every_output(whole):
+    tmp_path, out = whole
     rows = _rows(tmp_path)
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3", "4"]
     assert [r["round"] for r in rows] == ["0", "0", "1", "1", "2"]  # 5 trials asked 2 at a time
@@ -61,11 +69,10 @@ def _trials(workdir):
 
 
 @pytest.mark.parametrize("moment", ["training", "telling"])
-def test_a_killed_search_resumes_into_the_trials_of_an_uninterrupted_one(tmp_path, monkeypatch, moment):
+def test_a_killed_search_resumes_into_the_trials_of_an_uninterrupted_one(tmp_path, monkeypatch, moment, whole):
     import drugjax.training.sweep as sweep
 
     cfg, table = _config(), feature_table()
-    search.run_search(cfg, tmp_path / "whole", table=table)
     # killed in the second round: after its first chunk of steps was saved, or after the
     # first of its trials was told
     rounds, real_train_round, tell, save = [], search._train_round, search._tell, sweep._PartState.save
@@ -94,13 +101,12 @@ def test_a_killed_search_resumes_into_the_trials_of_an_uninterrupted_one(tmp_pat
     if moment == "training":
         assert list((tmp_path / "killed" / search.STATE_DIR).glob("part-*.msgpack"))  # a chunk to resume from
     search.run_search(cfg, tmp_path / "killed", table=table)
-    assert _trials(tmp_path / "killed") == _trials(tmp_path / "whole")
+    assert _trials(tmp_path / "killed") == _trials(whole[0])
 
 
-def test_a_trial_scores_what_its_configuration_scores_trained_alone(tmp_path):
+def test_a_trial_scores_what_its_configuration_scores_trained_alone(whole):
     cfg, table = _config(), feature_table()
-    search.run_search(cfg, tmp_path, table=table)
-    row = _rows(tmp_path)[3]
+    row = _rows(whole[0])[3]
     params = {"learning_rate": row["learning_rate"], "relation_weight": row["relation_weight"], "hidden": row["hidden"]}
     values = search.trial_values(cfg, params)
     configs = [HeadConfig(**values, seed=cfg.seed, fold=fold, tasks=tuple(cfg.model.tasks)) for fold in (0, 1)]
