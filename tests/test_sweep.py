@@ -40,6 +40,29 @@ def test_each_configuration_matches_the_ordinary_step_run_alone():
     assert len({round(float(r["loss"][-1]), 6) for r in swept}) == len(CONFIGS)
 
 
+def test_dropout_rates_share_one_program_and_each_drops_what_train_py_drops(monkeypatch):
+    import drugjax.training.sweep as sweep
+
+    table = feature_table()
+    configs = [dataclasses.replace(CONFIGS[0], dropout=0.25), dataclasses.replace(CONFIGS[1], dropout=0.5),
+               dataclasses.replace(CONFIGS[2], dropout=0.0)]
+    programs = []
+
+    class CountedProgram(sweep._Program):
+        def __init__(self, config, *args):
+            programs.append(config)
+            super().__init__(config, *args)
+
+    monkeypatch.setattr(sweep, "_Program", CountedProgram)
+    swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_params=True)
+    assert len(programs) == 2  # dropout on (two rates, one program) and off
+    monkeypatch.undo()
+    alone = train_sweep(table, configs, SCHEDULE, engine="loop", keep_params=True)  # train.py's heads
+    for s, a in zip(swept, alone):
+        _assert_close(s["params"], a["params"])
+    assert not np.allclose(swept[0]["loss"], swept[1]["loss"])
+
+
 def test_kept_predictions_are_each_configurations_drug_probability_on_every_row():
     from drugjax.metrics import binary_metrics
 

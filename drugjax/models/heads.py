@@ -40,21 +40,26 @@ class GlobalBatchDropout(nn.Module):
     is nothing for the heads' (N, 256) activations.
 
     Must run inside ``pmap``/``shard_map`` over ``axis_name`` (every device holding the
-    same number of rows) when not deterministic.
+    same number of rows) when not deterministic; ``axis_name=None``: the whole batch is
+    here, as on device 0 of one. ``rate`` may be a traced scalar (the sweep engine vmaps
+    it over configurations): a rate of 0 then keeps every value, as no dropout does.
     """
 
-    rate: float
-    axis_name: str
+    rate: Any  # a float, or a traced scalar
+    axis_name: str | None
 
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic or self.rate == 0:
+        if deterministic or (isinstance(self.rate, (int, float)) and self.rate == 0):
             return x
         keep_prob = 1.0 - self.rate
         n = x.shape[0]
         key = self.make_rng(GLOBAL_DROPOUT_RNG)
-        keep = jax.random.bernoulli(key, keep_prob, (n * jax.lax.axis_size(self.axis_name),) + x.shape[1:])
-        keep = jax.lax.dynamic_slice_in_dim(keep, jax.lax.axis_index(self.axis_name) * n, n)
+        if self.axis_name is None:
+            keep = jax.random.bernoulli(key, keep_prob, x.shape)
+        else:
+            keep = jax.random.bernoulli(key, keep_prob, (n * jax.lax.axis_size(self.axis_name),) + x.shape[1:])
+            keep = jax.lax.dynamic_slice_in_dim(keep, jax.lax.axis_index(self.axis_name) * n, n)
         # As flax.linen.Dropout computes it, so one device gives the same values.
         return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
 
@@ -64,11 +69,15 @@ class MultitaskHeads(nn.Module):
 
     Attributes:
       hidden: widths of the shared trunk's Dense + ReLU layers.
-      dropout_rate: dropout after every trunk layer while training (0 disables it).
+      dropout_rate: dropout after every trunk layer while training (0 disables it); a
+        traced scalar keeps the layers (the sweep engine vmaps the rate).
       dropout_axis_name: the data axis (``drugjax.training.steps.AXIS``) to draw the
         dropout masks for the global batch (:class:`GlobalBatchDropout`), so that any
         number of devices trains like one; None draws each device's mask from its own
-        key (``flax.linen.Dropout``).
+        key (``flax.linen.Dropout``), unless ``global_dropout``.
+      global_dropout: draw the masks as :class:`GlobalBatchDropout` does although there is
+        no device axis (the whole batch is here): the sweep engine, so that a
+        configuration it trains drops what train.py's model drops on one device.
       tasks: the task names, one head each; logits come in this order.
       input_norm: a LayerNorm over the features before the trunk (features concatenated
         from several backbone blocks come at different scales; docs/training.md).
@@ -77,8 +86,9 @@ class MultitaskHeads(nn.Module):
     """
 
     hidden: Sequence[int] = (256, 256)
-    dropout_rate: float = 0.0
+    dropout_rate: Any = 0.0
     dropout_axis_name: str | None = None
+    global_dropout: bool = False
     tasks: Sequence[str] = TASKS
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -95,11 +105,12 @@ class MultitaskHeads(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         if self.input_norm:
             x = nn.LayerNorm(name="input_norm", **kw)(x)
+        dropout = not isinstance(self.dropout_rate, (int, float)) or self.dropout_rate > 0
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(int(width), name=f"trunk_{i}", **kw)(x))
-            if self.dropout_rate > 0 and self.dropout_axis_name is not None:
+            if dropout and (self.dropout_axis_name is not None or self.global_dropout):
                 x = GlobalBatchDropout(self.dropout_rate, self.dropout_axis_name)(x, deterministic=not train)
-            elif self.dropout_rate > 0:
+            elif dropout:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         # One Dense(1) per task (rather than one Dense(T)) keeps each task's head a
         # separately named parameter group, as in the paper's figure, so heads can be

@@ -5,7 +5,7 @@ the study for ``search.batch`` trials (Optuna's ask-and-tell interface; TPE with
 constant liar, so the trials of one round spread out instead of piling on one point),
 trains every trial on every fold of ``search.folds`` in one call of
 :func:`drugjax.training.sweep.train_sweep` — one compiled program per program shape
-(trunk widths, dropout) — and tells the study each trial's mean validation metric, or
+(trunk widths, dropout on or off) — and tells the study each trial's mean validation metric, or
 FAIL for a trial that diverged (never a zero that TPE would read as a poor value).
 
 The study lives in ``<run>/search.db`` (optuna's SQLite storage), so a killed search

@@ -4,13 +4,14 @@ On precomputed features the multitask heads are tiny (1024 -> 256 -> 256 -> 4), 
 training is dominated by dispatch, compilation and Python. This engine trains K
 configurations at once: the ordinary train step (:func:`drugjax.training.steps.train_step`)
 is vmapped over the axes that are arrays — relation weight, learning rate, RMSprop decay,
-weight decay, seed, and the fold (as the rows each configuration trains on) — with the
-steps inside ``lax.scan``. Configurations that change the program (trunk widths, task
-set, dropout rate) are grouped; one program per group.
+weight decay, dropout rate, seed, and the fold (as the rows each configuration trains
+on) — with the steps inside ``lax.scan``. Configurations that change the program (trunk
+widths, task set, dropout on or off) are grouped; one program per group.
 
 A configuration trained here sees exactly the batches, initial parameters and dropout
-keys it would see trained alone (``engine="loop"``, the ordinary step one configuration
-after another): same parameters up to float reassociation (tests/test_sweep.py).
+masks it would see trained alone (``engine="loop"``, the ordinary step one configuration
+after another, with train.py's heads: masks drawn for the global batch): same parameters
+up to float reassociation (tests/test_sweep.py).
 
 The scan runs in chunks of ``chunk_steps``; between chunks the host checks for NaN/Inf
 and saves the sweep's state, so a killed sweep resumes. K is cut into parts that fit a
@@ -44,12 +45,12 @@ from drugjax.training.features import ShuffledOrder
 from drugjax.metrics import binary_metrics
 from drugjax.training.optim import make_optimizer
 from drugjax.training.state import TrainState
-from drugjax.training.steps import DataParallel, make_steps, train_step
+from drugjax.training.steps import AXIS, DataParallel, make_steps, train_step
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("vmap", "loop")
-_SWEPT = ("relation_weight", "learning_rate", "decay", "weight_decay")  # vmapped arrays
+_SWEPT = ("relation_weight", "learning_rate", "decay", "weight_decay", "dropout")  # vmapped arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,7 @@ class HeadConfig:
 
     def program_key(self) -> tuple:
         """What changes the compiled program (configurations are grouped by it)."""
-        return (tuple(self.hidden), tuple(self.tasks), float(self.dropout), bool(self.input_norm))
+        return (tuple(self.hidden), tuple(self.tasks), self.dropout > 0, bool(self.input_norm))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +120,11 @@ def _optim(schedule: Schedule, config: HeadConfig | dict) -> OptimConfig:
                                weight_decay=get("weight_decay"))
 
 
-def _model(config: HeadConfig) -> MultitaskHeads:
-    return MultitaskHeads(hidden=tuple(config.hidden), dropout_rate=config.dropout, tasks=tuple(config.tasks),
-                          input_norm=config.input_norm)
+def _model(config: HeadConfig, dropout_rate: Any = None, **kwargs) -> MultitaskHeads:
+    """The heads of ``config``, with its dropout rate or ``dropout_rate`` (a traced one)."""
+    rate = config.dropout if dropout_rate is None else dropout_rate
+    return MultitaskHeads(hidden=tuple(config.hidden), dropout_rate=rate, tasks=tuple(config.tasks),
+                          input_norm=config.input_norm, **kwargs)
 
 
 def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -156,7 +159,7 @@ def train_alone(table: FeatureTable, config: HeadConfig, schedule: Schedule) -> 
     """One configuration through the ordinary train step (one device), as the loop
     engine runs it: ``{"params", "loss" (per step), "val", "probs" ((N, tasks) over
     every row)}``."""
-    model = _model(config)
+    model = _model(config, dropout_axis_name=AXIS)  # as train.py builds the heads
     init_key, state_key = _keys(config.seed)
     sample = jnp.zeros((1, table.features.shape[1]), jnp.float32)
     variables = jax.jit(lambda k, x: model.init({"params": k, "dropout": k}, x, train=False))(init_key, sample)
@@ -180,6 +183,7 @@ class _Program:
     """The compiled programs of one group (one model shape): init, a chunk of steps, eval."""
 
     def __init__(self, config: HeadConfig, schedule: Schedule, features_dim: int, devices: Sequence[jax.Device]):
+        self.config = config  # the group's shape; each configuration's dropout rate is vmapped
         self.model = _model(config)
         self.schedule = schedule
         self.features_dim = features_dim
@@ -202,8 +206,10 @@ class _Program:
                 "rng": state_key}
 
     def _chunk_one(self, carry: dict, hyper: dict, rows: jax.Array, features: jax.Array, kinds: jax.Array):
+        rate = hyper["dropout"] if self.config.dropout > 0 else 0.0
+        model = _model(self.config, rate, global_dropout=True)
         state = TrainState(step=carry["step"], params=carry["params"], batch_stats={}, opt_state=carry["opt_state"],
-                           rng=carry["rng"], apply_fn=self.model.apply, tx=self._tx(hyper, carry["params"]))
+                           rng=carry["rng"], apply_fn=model.apply, tx=self._tx(hyper, carry["params"]))
 
         def step(state, batch_rows):
             batch = {"x": features[batch_rows], "kind": kinds[batch_rows]}
