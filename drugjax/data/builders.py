@@ -50,7 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from drugjax.errors import UserError
+from drugjax.errors import UserError, full_disk_reported
 import drugjax
 from drugjax.runtime.digest import digest_bytes
 from drugjax.runtime.logs import quiet_absl
@@ -534,10 +534,11 @@ def build(
     # console (its download banner: _Builder._log_download_bytes).
     tfds.display_progress_bar(False)
     try:
-        builder.download_and_prepare(
-            file_format="array_record",
-            download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
-        )
+        with full_disk_reported(f"the {name} dataset into {data_dir}"):
+            builder.download_and_prepare(
+                file_format="array_record",
+                download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
+            )
     finally:
         tfds.display_progress_bar(True)
     return Source(builder.as_data_source()[SPLIT], builder.info.metadata, root=Path(root))

@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from drugjax.runtime import atomic
+
 SECTIONS: tuple[str, ...] = ("table1.md", "fusion_weights.md", "table2.md")
 FIGURES: tuple[str, ...] = ("roc.png", "precision_recall.png", "fusion_weights.png", "fig5a_drug_share.png",
                             "fig5b_hours.png", "fig5c_following_ratio.png", "fig5d_evidence.png")
@@ -82,7 +84,7 @@ def write_report(workdir: str | Path, title: str = "drugjax evaluation", section
             parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
     path = workdir / "report.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic.write_text(path, "\n".join(parts))
     return path
 
 
@@ -104,5 +106,5 @@ def write_model_card(workdir: str | Path, card: str | Path = MODEL_CARD,
             text = (workdir / name).read_text(encoding="utf-8")
             parts += [re.sub(r"^#+ ", "### ", text, flags=re.M).rstrip(), ""]  # under "This run"
     path = workdir / "model-card.md"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic.write_text(path, "\n".join(parts) + "\n")
     return path

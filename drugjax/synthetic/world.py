@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from drugjax.errors import print_error
+from drugjax.errors import DiskFullError, full_disk_reported, print_error
 from drugjax.runtime.progress import Progress
 from drugjax.synthetic import draw
 from drugjax.synthetic import vocab
@@ -878,7 +878,8 @@ def generate(
     # A fresh folder of our own beside the target: nothing that exists is reused or deleted.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _write_world(world, tmp, preset, seed, image_size, knobs, workers)
+        with full_disk_reported(f"the world {out}", then="no half-written world is left"):
+            _write_world(world, tmp, preset, seed, image_size, knobs, workers)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # ours alone: made above by mkdtemp
         raise
@@ -962,6 +963,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as e:
         print_error(e)
         return 2
+    except DiskFullError as e:
+        print_error(e)
+        return 1
     meta = json.loads((root / "world.json").read_text())
     c = meta["counts"]
     print(f"wrote {root} (preset {args.preset}, seed {args.seed}, {args.image_size} px) in {time.perf_counter() - t0:.1f} s")
