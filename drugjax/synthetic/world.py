@@ -41,7 +41,9 @@ import json
 import math
 import multiprocessing
 import os
+import glob
 import shutil
+import socket
 import sys
 import tempfile
 import zlib
@@ -52,6 +54,7 @@ import numpy as np
 
 from drugjax.errors import DiskFullError, full_disk_reported, print_error
 from drugjax.runtime.progress import Progress
+from drugjax.runtime.runlock import process_alive
 from drugjax.synthetic import draw
 from drugjax.synthetic import vocab
 from drugjax.synthetic.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
@@ -875,8 +878,10 @@ def generate(
             "drugjax.synthetic.world); nothing was changed. Choose an empty or new folder")
     world = _plan_world(preset, seed, image_size, knobs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh folder of our own beside the target: nothing that exists is reused or deleted.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _remove_killed_builds(out)
+    # A fresh folder of our own beside the target: nothing that exists is reused. Its name
+    # says whose it is, so that the next build can remove it if this one is killed.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-", dir=out.parent))
     try:
         with full_disk_reported(f"the world {out}", then="no half-written world is left"):
             _write_world(world, tmp, preset, seed, image_size, knobs, workers)
@@ -887,6 +892,17 @@ def generate(
         shutil.rmtree(out)  # an earlier world of ours, checked above
     os.replace(tmp, out)
     return out
+
+
+def _remove_killed_builds(out: Path) -> None:
+    """Remove the temporary folders that builds into ``out`` on this host left when they
+    were killed (a SIGKILL leaves no chance to clean up): those whose process is gone. A
+    live build's folder, and other hosts' (on a shared file system), are left alone."""
+    prefix = f".{out.name}.tmp-{socket.gethostname()}-"
+    for leftover in out.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _write_world(world: "_World", tmp: Path, preset: str, seed: int, image_size: int,
