@@ -71,3 +71,24 @@ def test_an_error_already_in_words_passes_through_as_it_is(tmp_path):
         with full_disk_reported(tmp_path / "run"):
             raise inner
     assert caught.value is inner
+
+
+def test_metrics_jsonl_rewritten_on_resume_is_kept_whole_on_a_full_disk(tmp_path):
+    """A resumed run rewrites metrics.jsonl without the lines past its checkpoint; on a
+    full disk that rewrite used to leave the file cut at the limit (the earlier steps'
+    lines lost). In a child under a 10 kB file-size limit, with a 20 kB file."""
+    import json
+    import subprocess
+    import sys
+
+    lines = [json.dumps({"step": step, "split": "train", "loss": 0.5, "note": "x" * 150}) for step in range(1, 121)]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    before = path.read_bytes()
+    child = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000)); "
+             "from drugjax.training.metric_writer import MetricWriter; "
+             "MetricWriter(sys.argv[1], tensorboard=False, resume_step=100)")
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode != 0 and "DiskFullError: the disk is full: writing" in done.stderr, done.stderr[-2000:]
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["metrics.jsonl"]
