@@ -161,6 +161,6 @@ def test_soak_kills_train_py_and_finds_it_resumes_equal(tmp_path, capsys):
     """The short soak of the default set (issue 26): five trials, so that a regression in
     resuming shows in CI; it costs about a minute (docs/reliability.md)."""
     soak = _load("soak")
-    assert soak.main(["--trials", "5", "--seed", "0", "--keep", str(tmp_path)]) == 0
+    assert soak.main(["--trials", "5", "--seed", "0", "--keep", str(tmp_path), "--commands", "train"]) == 0
     assert "| train.py heads, tiny world | 5 |" in capsys.readouterr().out
-    assert all((tmp_path / f"trial-{seed}" / "metrics.jsonl").exists() for seed in range(5))
+    assert all((tmp_path / f"train-trial-{seed}" / "metrics.jsonl").exists() for seed in range(5))
