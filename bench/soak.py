@@ -1,39 +1,56 @@
-"""Faults on purpose: kill train.py at random moments, run it again, compare with a run
+"""Faults on purpose: kill a command at random moments, run it again, compare with a run
 that was never interrupted.
 
-    python bench/soak.py [--trials N] [--seed S] [--seconds BUDGET] [--keep DIR]
+    python bench/soak.py [--trials N] [--seed S] [--seconds BUDGET] [--keep DIR] [--commands A,B]
+
+The commands (``--commands``; all by default, trial i goes to the (i mod n)-th):
+
+* ``train``: ``train.py`` on cached features (the paper's MT MLP heads, tiny world);
+* ``evaluate``: ``evaluate.py`` (Table 1 and 2 on the tiny world, tiny backbone);
+* ``sweep``: ``train.py experiment=ablation_relation_weight``, small (3 relation weights
+  x 2 folds in one vmapped program, 60 steps, tiny world);
+* ``world``: ``python -m drugjax.synthetic`` (the tiny world at 64 px);
+* ``import``: ``python -m drugjax.data import-instaloader`` adding two Instaloader
+  folders to a ROOT that holds an earlier import (tests/instaloader_support.py writes
+  them, with Instaloader's own code).
 
 For each trial (its own seed, printed, so a failing trial can be replayed with
-``--seed S --trials 1``): start the command in a fresh run directory, send SIGKILL (or,
-in a third of the trials, SIGTERM) at a moment drawn uniformly from the uninterrupted
-run's wall time, then run the same command again, killing it once more in half of the
-trials, until it finishes. The outcome is
+``--seed S --trials 1 --commands C``): start the command on a fresh copy of its input,
+send SIGKILL (or, in a third of the kills, SIGTERM) at a moment drawn uniformly from the
+uninterrupted run's wall time, then run the same command again, killing it once more in
+half of the trials, until it finishes. The outcome is
 
-* **resumed equal**: the final parameters are bitwise those of the uninterrupted run and
-  metrics.jsonl holds its (step, split) pairs, each once, and besides them only the train
-  line a SIGTERM stop writes at the step it stopped at (the losses of the window it cut
-  short, so none is lost);
+* **resumed equal**: the command's outputs are those of the uninterrupted run (train:
+  the final parameters bitwise, and metrics.jsonl holds its (step, split) pairs, each
+  once, besides them only the train line a SIGTERM stop writes at the step it stopped at;
+  evaluate: table1.csv, table2.csv and predictions.csv byte for byte; sweep: ablation.csv
+  byte for byte; world: every file
+  byte for byte; import: every file of the ROOT byte for byte, and it validates), and
+  no kill left an output that looks finished and is not (evaluate's CSV files,
+  ablation.csv and the world's folder are checked after each kill);
 * **refused with a clear message**: a rerun ended with one ``error:`` line and no traceback;
-* **anything else**, with what: different parameters, a duplicated or missing step, a
+* **anything else**, with what: different outputs, a duplicated or missing step, a
   traceback, a rerun that never finishes. The script then exits 1.
 
-Covered so far (issue 26): ``train.py`` on cached features (the paper's MT MLP heads on
-the tiny world). The world and its features are built once, by the reference run, so the
-kill moments cover start-up, compilation, training, evaluation and checkpoint writes.
+Hidden temporary files of a write that a SIGKILL cut short (``.NAME.*.tmp``, orbax's
+``*.orbax-checkpoint-tmp``) are not outputs: nothing reads them as finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,22 +60,31 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_HEADS = ["experiment=paper_mtl", "data.preset=tiny", "data.image_size=64", "model.hidden=[16,16]",
                "data.batch_size=16", "steps=120", "checkpoint_every=20", "eval_every=40", "log_every=10",
                "progress=false", "tensorboard=false"]
+# Table 1 on five folds and Table 2 on two (the tiny world has two dealers by expert 1).
+EVALUATE_TINY = ["data.preset=tiny", "data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]",
+                 "image.steps=6", "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8",
+                 "dealers.num_folds=2", "progress=false"]
+EVALUATE_OUTPUTS = ("table1.csv", "table2.csv", "predictions.csv")
+# The relation-weight ablation, small: 3 weights x 2 folds in one vmapped program.
+SWEEP = ["experiment=ablation_relation_weight", "data.preset=tiny", "data.image_size=64", "data.batch_size=16",
+         "steps=60", "sweep.relation_weights=[0,0.5,1]", "sweep.folds=[0,1]", "sweep.seeds=[0]"]
+WORLD = ["--preset", "tiny", "--image-size", "64", "--seed", "0"]
 RERUN_LIMIT = 5  # reruns of one trial before it counts as "never finishes"
+OUTCOMES = ("resumed equal", "refused with a clear message", "anything else")
 
 
 @dataclass
 class Outcome:
-    kind: str  # "resumed equal", "refused with a clear message", "anything else"
+    kind: str  # one of OUTCOMES
     what: str = ""
     kills: list[tuple[str, float]] = field(default_factory=list)  # (signal, share of the reference wall time)
 
 
-def train(workdir: Path, env: dict, kill_after: float | None = None, sig: int = signal.SIGKILL
-          ) -> tuple[subprocess.CompletedProcess, bool]:
-    """Run train.py into ``workdir``; with ``kill_after``, send ``sig`` after that many
-    seconds. Returns what it printed and whether the signal was sent (False: it finished
-    first)."""
-    cmd = [sys.executable, str(ROOT / "train.py"), *TRAIN_HEADS, f"workdir={workdir}"]
+def launch(cmd: list[str], env: dict, kill_after: float | None = None, sig: int = signal.SIGKILL
+           ) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run ``python CMD``; with ``kill_after``, send ``sig`` after that many seconds.
+    Returns what it printed and whether the signal was sent (False: it finished first)."""
+    cmd = [sys.executable, *map(str, cmd)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=kill_after)
@@ -69,6 +95,61 @@ def train(workdir: Path, env: dict, kill_after: float | None = None, sig: int = 
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err), True
 
 
+def timed(cmd: list[str], env: dict) -> float:
+    """The wall time of an uninterrupted run of ``cmd``, which must succeed."""
+    t0 = time.monotonic()
+    done, _ = launch(cmd, env)
+    if done.returncode != 0:
+        raise SystemExit(f"the uninterrupted run of {' '.join(map(str, cmd))} failed:\n{done.stderr[-2000:]}")
+    return time.monotonic() - t0
+
+
+def kill_and_rerun(rng: random.Random, outcome: Outcome, wall: float, start: Callable,
+                   after_stop: Callable[[subprocess.CompletedProcess], str | None] = lambda done: None
+                   ) -> subprocess.CompletedProcess | Outcome:
+    """Start the command, kill it once or twice at random moments, run it again until it
+    finishes. ``start(kill_after, sig)`` runs it once; ``after_stop(done)`` looks at what
+    a stopped attempt left and returns a problem (or None). Returns the finished run, or
+    the outcome when it did not end well."""
+    kills = 1 + (rng.random() < 0.5)
+    for attempt in range(kills + RERUN_LIMIT):
+        if attempt < kills:
+            share = rng.uniform(0.02, 1.0)
+            sig = signal.SIGTERM if rng.random() < 1 / 3 else signal.SIGKILL
+            outcome.kills.append((signal.Signals(sig).name, share))
+            done, killed = start(share * wall, sig)
+        else:
+            done, killed = start(None, signal.SIGKILL)
+        text = done.stdout + done.stderr
+        if "Traceback" in text:
+            return Outcome("anything else", f"a traceback: {done.stderr.strip().splitlines()[-1]}", outcome.kills)
+        stopped = killed or "stopped by SIGTERM at step" in done.stdout
+        if stopped:
+            problem = after_stop(done)
+            if problem:
+                return Outcome("anything else", problem, outcome.kills)
+            continue  # killed, or stopped cleanly at a checkpoint: run again
+        if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+            if len(errors) == 1:
+                return Outcome("refused with a clear message", errors[0], outcome.kills)
+            return Outcome("anything else", f"exit {done.returncode}: {done.stderr.strip()[-300:]}", outcome.kills)
+        return done
+    return Outcome("anything else", f"not finished after {RERUN_LIMIT} reruns", outcome.kills)
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by relative path, leaving out the hidden
+    temporary files of writes a SIGKILL cut short (nothing reads them as finished)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not _temporary(p, folder)}
+
+
+def _temporary(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") and ".tmp" in part for part in path.relative_to(folder).parts)
+
+
+# --------------------------------------------------------------------------- train.py
 def final_state(workdir: Path) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
     from drugjax.training.checkpoint import read_params
 
@@ -79,86 +160,241 @@ def final_state(workdir: Path) -> tuple[list[np.ndarray], list[tuple[int, str]]]
     return params, logged
 
 
-def trial(rng: random.Random, reference: tuple, wall: float, env: dict, workdir: Path) -> Outcome:
+def reference_train(base: Path, env: dict) -> tuple[tuple, float]:
+    """The uninterrupted run's final state, and its wall time once the world and the
+    features exist (the first run builds them)."""
+    timed(["train.py", *TRAIN_HEADS, f"workdir={base / 'train-reference'}"], env)
+    wall = timed(["train.py", *TRAIN_HEADS, f"workdir={base / 'train-timing'}"], env)
+    return final_state(base / "train-reference"), wall
+
+
+def trial_train(rng: random.Random, reference: tuple, wall: float, env: dict, workdir: Path) -> Outcome:
     outcome = Outcome("")
     stopped_at: set[int] = set()  # steps a SIGTERM stopped at
-    kills = 1 + (rng.random() < 0.5)
-    for attempt in range(kills + RERUN_LIMIT):
-        if attempt < kills:
-            share = rng.uniform(0.02, 1.0)
-            sig = signal.SIGTERM if rng.random() < 1 / 3 else signal.SIGKILL
-            outcome.kills.append((signal.Signals(sig).name, share))
-            done, killed = train(workdir, env, kill_after=share * wall, sig=sig)
-        else:
-            done, killed = train(workdir, env)
+
+    def start(kill_after, sig):
+        return launch(["train.py", *TRAIN_HEADS, f"workdir={workdir}"], env, kill_after, sig)
+
+    def after_stop(done):
         stop = re.search(r"stopped by SIGTERM at step (\d+)", done.stdout)
         if stop:
             stopped_at.add(int(stop.group(1)))
-            continue  # stopped cleanly at a checkpoint: run again
-        if killed:
-            continue  # killed (SIGKILL, or SIGTERM before its handler): run again
-        text = done.stdout + done.stderr
-        if "Traceback" in text:
-            return Outcome("anything else", f"a traceback: {done.stderr.strip().splitlines()[-1]}", outcome.kills)
+
+    done = kill_and_rerun(rng, outcome, wall, start, after_stop)
+    if isinstance(done, Outcome):
+        return done
+    params, logged = final_state(workdir)
+    want_params, want_logged = reference
+    extra = set(logged) - set(want_logged)
+    if (len(logged) != len(set(logged)) or not set(want_logged) <= set(logged)
+            or any(split != "train" or step not in stopped_at for step, split in extra)):
+        return Outcome("anything else", "metrics.jsonl differs from the uninterrupted run's "
+                       f"({len(logged)} lines, {len(set(logged))} distinct)", outcome.kills)
+    if len(params) != len(want_params) or any(not np.array_equal(a, b) for a, b in zip(params, want_params)):
+        return Outcome("anything else", "final parameters differ from the uninterrupted run's", outcome.kills)
+    return Outcome("resumed equal", "", outcome.kills)
+
+
+# --------------------------------------------------------------------------- evaluate.py
+def reference_evaluate(base: Path, env: dict) -> tuple[dict, float]:
+    """table1.csv, table2.csv and predictions.csv of an uninterrupted run, and its wall
+    time once the world and the features exist."""
+    timed(["evaluate.py", *EVALUATE_TINY, f"workdir={base / 'evaluate-reference'}"], env)
+    wall = timed(["evaluate.py", *EVALUATE_TINY, f"workdir={base / 'evaluate-timing'}"], env)
+    return {name: (base / "evaluate-reference" / name).read_bytes() for name in EVALUATE_OUTPUTS}, wall
+
+
+def trial_evaluate(rng: random.Random, reference: dict, wall: float, env: dict, workdir: Path) -> Outcome:
+    outcome = Outcome("")
+
+    def start(kill_after, sig):
+        return launch(["evaluate.py", *EVALUATE_TINY, f"workdir={workdir}"], env, kill_after, sig)
+
+    def half_written(done=None) -> str | None:
+        for name, want in reference.items():
+            path = workdir / name
+            if path.exists() and path.read_bytes() != want:
+                return f"{name} differs from the uninterrupted run's ({path.stat().st_size} bytes, {len(want)} wanted)"
+        return None
+
+    done = kill_and_rerun(rng, outcome, wall, start, half_written)
+    if isinstance(done, Outcome):
+        return done
+    missing = [name for name in reference if not (workdir / name).exists()]
+    problem = half_written() or (f"{', '.join(missing)} missing" if missing else None)
+    return Outcome("anything else", problem, outcome.kills) if problem else Outcome("resumed equal", "", outcome.kills)
+
+
+# --------------------------------------------------------------------------- the vmap sweep
+def reference_sweep(base: Path, env: dict) -> tuple[bytes, float]:
+    """ablation.csv of an uninterrupted sweep, and its wall time once the world and the
+    features exist."""
+    timed(["train.py", *SWEEP, f"workdir={base / 'sweep-reference'}"], env)
+    wall = timed(["train.py", *SWEEP, f"workdir={base / 'sweep-timing'}"], env)
+    return (base / "sweep-reference" / "ablation.csv").read_bytes(), wall
+
+
+def trial_sweep(rng: random.Random, reference: bytes, wall: float, env: dict, workdir: Path) -> Outcome:
+    outcome = Outcome("")
+    path = workdir / "ablation.csv"
+
+    def start(kill_after, sig):
+        return launch(["train.py", *SWEEP, f"workdir={workdir}"], env, kill_after, sig)
+
+    def half_written(done=None) -> str | None:
+        if path.exists() and path.read_bytes() != reference:
+            return f"ablation.csv differs from the uninterrupted sweep's ({path.stat().st_size} bytes)"
+        return None
+
+    done = kill_and_rerun(rng, outcome, wall, start, half_written)
+    if isinstance(done, Outcome):
+        return done
+    problem = half_written() or (None if path.exists() else "ablation.csv missing")
+    return Outcome("anything else", problem, outcome.kills) if problem else Outcome("resumed equal", "", outcome.kills)
+
+
+# --------------------------------------------------------------------------- the world
+def reference_world(base: Path, env: dict) -> tuple[dict, float]:
+    """Every file of the tiny world built once, and the build's wall time."""
+    wall = timed(["-m", "drugjax.synthetic", base / "world-reference", *WORLD], env)
+    return file_digests(base / "world-reference"), wall
+
+
+def trial_world(rng: random.Random, reference: dict, wall: float, env: dict, workdir: Path) -> Outcome:
+    outcome = Outcome("")
+    out = workdir / "world"
+
+    def start(kill_after, sig):
+        return launch(["-m", "drugjax.synthetic", out, *WORLD], env, kill_after, sig)
+
+    def taken_for_finished(done=None) -> str | None:
+        # A later run takes a folder with world.json for an earlier world of its own.
+        if (out / "world.json").exists() and file_digests(out) != reference:
+            return f"a killed build left {out} with a world.json but not the world"
+        return None
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    done = kill_and_rerun(rng, outcome, wall, start, taken_for_finished)
+    if isinstance(done, Outcome):
+        return done
+    if file_digests(out) != reference:
+        return Outcome("anything else", "the world differs from the uninterrupted build's", outcome.kills)
+    left = [p.name for p in workdir.iterdir() if p.name != out.name]
+    if left:  # a killed build's temporary folder, which the finished one should have removed
+        return Outcome("anything else", f"left beside the world: {left}", outcome.kills)
+    return Outcome("resumed equal", "", outcome.kills)
+
+
+# --------------------------------------------------------------------------- import-instaloader
+def _import_command(root: Path, collection: Path) -> list:
+    return ["-m", "drugjax.data", "import-instaloader", collection / "#xans", collection / "#lean",
+            collection / "dealer.one", "--out", root]
+
+
+def reference_import(base: Path, env: dict) -> tuple[dict, float]:
+    """Instaloader folders (tests/instaloader_support.py), a ROOT holding the import of
+    one of them (each trial starts from a copy), and every file of that ROOT after the
+    uninterrupted incremental import of all three, with its wall time."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from instaloader_support import write_collection
+
+    collection = base / "instaloader"
+    if not collection.exists():
+        write_collection(collection)
+    first = base / "import-first"
+    if not first.exists():
+        done, _ = launch(["-m", "drugjax.data", "import-instaloader", collection / "#xans", "--out", first], env)
         if done.returncode != 0:
-            errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-            if len(errors) == 1:
-                return Outcome("refused with a clear message", errors[0], outcome.kills)
-            return Outcome("anything else", f"exit {done.returncode}: {done.stderr.strip()[-300:]}", outcome.kills)
-        params, logged = final_state(workdir)
-        want_params, want_logged = reference
-        extra = set(logged) - set(want_logged)
-        if (len(logged) != len(set(logged)) or not set(want_logged) <= set(logged)
-                or any(split != "train" or step not in stopped_at for step, split in extra)):
-            return Outcome("anything else", "metrics.jsonl differs from the uninterrupted run's "
-                           f"({len(logged)} lines, {len(set(logged))} distinct)", outcome.kills)
-        if len(params) != len(want_params) or any(not np.array_equal(a, b) for a, b in zip(params, want_params)):
-            return Outcome("anything else", "final parameters differ from the uninterrupted run's", outcome.kills)
-        return Outcome("resumed equal", "", outcome.kills)
-    return Outcome("anything else", f"not finished after {RERUN_LIMIT} reruns", outcome.kills)
+            raise SystemExit(f"the first import failed:\n{done.stdout[-1000:]}{done.stderr[-1000:]}")
+    shutil.copytree(first, base / "import-reference", copy_function=shutil.copy2)
+    wall = timed(_import_command(base / "import-reference", collection), env)
+    return file_digests(base / "import-reference"), wall
+
+
+def trial_import(rng: random.Random, reference: dict, wall: float, env: dict, workdir: Path) -> Outcome:
+    from drugjax.data.validate import validate
+
+    outcome = Outcome("")
+    base = workdir.parent
+    root = workdir / "root"
+    shutil.copytree(base / "import-first", root, copy_function=shutil.copy2)
+
+    def start(kill_after, sig):
+        return launch(_import_command(root, base / "instaloader"), env, kill_after, sig)
+
+    done = kill_and_rerun(rng, outcome, wall, start)
+    if isinstance(done, Outcome):
+        return done
+    if not validate(root).ok:
+        return Outcome("anything else", f"{root} does not validate", outcome.kills)
+    got = file_digests(root)
+    if got != reference:
+        differ = sorted(name for name in set(got) | set(reference) if got.get(name) != reference.get(name))
+        return Outcome("anything else", f"the ROOT differs from the uninterrupted import's: {differ[:5]}",
+                       outcome.kills)
+    return Outcome("resumed equal", "", outcome.kills)
+
+
+COMMANDS = {  # name: (the table's row, reference, trial)
+    "train": ("train.py heads, tiny world", reference_train, trial_train),
+    "evaluate": ("evaluate.py, tiny world", reference_evaluate, trial_evaluate),
+    "sweep": ("train.py vmap sweep (relation weight, 3 x 2), tiny", reference_sweep, trial_sweep),
+    "world": ("python -m drugjax.synthetic, tiny", reference_world, trial_world),
+    "import": ("import-instaloader, incremental", reference_import, trial_import),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=10, help="trials in all, shared out over the commands")
     parser.add_argument("--seed", type=int, default=0, help="the first trial's seed; trial i uses seed + i")
     parser.add_argument("--seconds", type=float, default=None, help="stop starting trials after this budget")
     parser.add_argument("--keep", type=Path, help="keep the run directories here (default: a temporary folder)")
+    parser.add_argument("--commands", default=",".join(COMMANDS),
+                        help=f"comma-separated, of {', '.join(COMMANDS)} (default: all)")
     args = parser.parse_args(argv)
+    commands = args.commands.split(",")
+    unknown = sorted(set(commands) - set(COMMANDS))
+    if unknown:
+        parser.error(f"unknown commands {unknown}; choose from {', '.join(COMMANDS)}")
     base = args.keep or Path(tempfile.mkdtemp(prefix="drugjax-soak-"))
+    base.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DRUGJAX_DATA_DIR=str(base / "data"), JAX_PLATFORMS="cpu")
     t0 = time.monotonic()
-    done, _ = train(base / "reference", env)
-    if done.returncode != 0:
-        print(f"the uninterrupted run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return 1
-    t1 = time.monotonic()
-    train(base / "timing", env)  # the world and features exist now: the wall time kills are drawn from
-    wall = time.monotonic() - t1
-    reference = final_state(base / "reference")
-    print(f"reference: {time.monotonic() - t0:.0f} s with the world and features built, {wall:.1f} s after")
-    outcomes: list[tuple[int, Outcome]] = []
+    references = {}
+    for name in commands:
+        t1 = time.monotonic()
+        references[name] = COMMANDS[name][1](base, env)
+        print(f"reference {name}: {time.monotonic() - t1:.0f} s, an uninterrupted run {references[name][1]:.1f} s",
+              flush=True)
+    outcomes: dict[str, list[tuple[int, Outcome]]] = {name: [] for name in commands}
     for i in range(args.trials):
         if args.seconds is not None and time.monotonic() - t0 > args.seconds:
             break
-        seed = args.seed + i
-        outcome = trial(random.Random(seed), reference, wall, env, base / f"trial-{seed}")
-        outcomes.append((seed, outcome))
-        kills = ", ".join(f"{name} at {share:.0%}" for name, share in outcome.kills)
-        print(f"trial seed {seed}: {outcome.kind}{': ' + outcome.what if outcome.what else ''} ({kills})", flush=True)
-    shares = [share for _, o in outcomes for _, share in o.kills]
-    counts = {kind: sum(o.kind == kind for _, o in outcomes)
-              for kind in ("resumed equal", "refused with a clear message", "anything else")}
+        seed, name = args.seed + i, commands[i % len(commands)]
+        reference, wall = references[name]
+        outcome = COMMANDS[name][2](random.Random(seed), reference, wall, env, base / f"{name}-trial-{seed}")
+        outcomes[name].append((seed, outcome))
+        kills = ", ".join(f"{sig} at {share:.0%}" for sig, share in outcome.kills)
+        print(f"trial seed {seed} ({name}): {outcome.kind}{': ' + outcome.what if outcome.what else ''} ({kills})",
+              flush=True)
+
     print("\n| command | trials | kills (SIGKILL / SIGTERM) | kill moments (share of the run) | resumed equal | "
           "refused with a clear message | anything else |")
     print("|---|---|---|---|---|---|---|")
-    sigterms = sum(name == "SIGTERM" for _, o in outcomes for name, _ in o.kills)
-    print(f"| train.py heads, tiny world | {len(outcomes)} | {len(shares) - sigterms} / {sigterms} | "
-          f"{min(shares, default=0):.0%}-{max(shares, default=0):.0%} | {counts['resumed equal']} | "
-          f"{counts['refused with a clear message']} | {counts['anything else']} |")
-    print(f"\n`python bench/soak.py --trials {args.trials} --seed {args.seed}`, {time.monotonic() - t0:.0f} s; "
-          f"run directories in {base}")
-    return 1 if counts["anything else"] else 0
+    for name, done in outcomes.items():
+        shares = [share for _, o in done for _, share in o.kills]
+        sigterms = sum(sig == "SIGTERM" for _, o in done for sig, _ in o.kills)
+        counts = [sum(o.kind == kind for _, o in done) for kind in OUTCOMES]
+        print(f"| {COMMANDS[name][0]} | {len(done)} | {len(shares) - sigterms} / {sigterms} | "
+              f"{min(shares, default=0):.0%}-{max(shares, default=0):.0%} | " + " | ".join(map(str, counts)) + " |")
+    failed = [(name, seed) for name, done in outcomes.items() for seed, o in done if o.kind == "anything else"]
+    print(f"\n`python bench/soak.py --trials {args.trials} --seed {args.seed} --commands {','.join(commands)}`, "
+          f"{time.monotonic() - t0:.0f} s; run directories in {base}")
+    if failed:
+        print("replay a failing trial: " + "; ".join(f"--seed {seed} --trials 1 --commands {name}"
+                                                     for name, seed in failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from drugjax.errors import USER_ERRORS, print_error
+from drugjax.errors import USER_ERRORS, full_disk_reported, print_error
 from drugjax.evaluation.config import EvaluateConfig, register_configs
 from drugjax.runtime import progress
 from drugjax.runtime.overrides import exit_on_unknown_keys
@@ -53,7 +53,8 @@ def run(cfg: DictConfig) -> dict:
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
     check(config)
-    with RunLock(workdir):  # one process per run directory
+    # A full disk is one line: each output and cache names its file; anything else, the run.
+    with RunLock(workdir), full_disk_reported(f"the run {workdir}"):  # one process per run directory
         return _run_locked(cfg, config, workdir)
 
 

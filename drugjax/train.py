@@ -26,7 +26,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from drugjax.errors import USER_ERRORS, error_message
+from drugjax.errors import USER_ERRORS, error_message, full_disk_reported
 from drugjax.runtime import progress
 from drugjax.runtime.overrides import exit_on_unknown_keys
 from drugjax.runtime.runlock import RunLock
@@ -80,9 +80,12 @@ def run(cfg: DictConfig) -> float | None:
         if not HydraConfig.initialized():
             raise ConfigError("workdir is not set and there is no Hydra run directory; pass workdir=PATH")
         workdir = HydraConfig.get().runtime.output_dir
+    # A full disk is one line: the checkpoints, feature cache, world and datasets name
+    # their own files; any other write of the run (metrics, results) names the run.
     if cfg.parallel.distributed:  # every host of one run runs this command into one directory
-        return _run_locked(cfg, workdir)
-    with RunLock(workdir):  # one process per run directory
+        with full_disk_reported(f"the run {workdir}"):
+            return _run_locked(cfg, workdir)
+    with RunLock(workdir), full_disk_reported(f"the run {workdir}"):  # one process per run directory
         return _run_locked(cfg, workdir)
 
 

@@ -304,3 +304,29 @@ def test_bad_images_are_rejected_by_the_build_with_the_validators_reason(tmp_pat
     assert reasons[8] == "empty file: images/empty.png"
     assert "escapes ROOT" in reasons[9]
     assert len(sources["web"]) == 6  # every good record kept
+
+
+def test_a_killed_first_use_builds_leftovers_are_removed_by_the_next(tmp_path):
+    """A build killed on first use leaves its partial world and the generator's temporary
+    folder beside it (found by bench/soak.py); the next build removes those whose process
+    is gone, on this host, and leaves a live build's alone."""
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    worlds, host = tmp_path / "synthetic", socket.gethostname()
+    name = B._world_name("tiny", 0, 24)
+    partial = worlds / f".{name}.partial-{host}-{dead.pid}"
+    tmp = worlds / f".{partial.name}.tmp-{host}-{dead.pid}-abc123"
+    live = worlds / f".{name}.partial-{host}-{running.pid}"
+    for folder in (partial / "images", tmp / "images", live):
+        folder.mkdir(parents=True)
+    try:
+        root = B.synthetic_root("tiny", 0, 24, tmp_path)
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(p.name for p in worlds.iterdir()) == sorted([live.name, root.name])

@@ -19,6 +19,8 @@ from drugjax.data import rootfiles
 from drugjax.data.__main__ import main as cli
 from drugjax.data.pseudonym import Pseudonymizer
 from drugjax.data.validate import validate
+from drugjax.errors import DiskFullError
+from drugjax.runtime import atomic
 
 
 
@@ -164,8 +166,8 @@ def test_an_interrupted_import_leaves_whole_files_and_a_rerun_completes(collecti
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rootfiles.os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
+    with pytest.raises(DiskFullError, match="the disk is full: writing .*posts.jsonl failed"):
         rootfiles.write_lines(root / "posts.jsonl", [b'{"half": '])
     monkeypatch.undo()
     assert (root / "posts.jsonl").read_bytes() == before and not list(root.glob(".posts.jsonl.*"))

@@ -11,13 +11,13 @@ from drugjax.evaluation import plots
 
 @pytest.fixture
 def legends(monkeypatch):
-    """The legend texts of every figure saved, by file name."""
-    seen = {}
+    """The legend texts of every figure saved, in the order they were saved (each is
+    written to a temporary file, then renamed: the file's name is not what savefig sees)."""
+    seen = []
     save = Figure.savefig
 
     def spy(fig, path, *args, **kwargs):
-        seen[str(path).rsplit("/", 1)[-1]] = [t.get_text() for ax in fig.axes if ax.get_legend()
-                                              for t in ax.get_legend().get_texts()]
+        seen.append([t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()])
         return save(fig, path, *args, **kwargs)
     monkeypatch.setattr(Figure, "savefig", spy)
     return seen
@@ -34,13 +34,13 @@ def test_figure5_panels_are_one_size_and_their_legends_name_the_expert(tmp_path,
         plots.evidence_share(tmp_path / "d.png", (rng.uniform(size=40) < 0.3).astype(float), dealer, "expert 1"),
     ]
     assert {Image.open(p).size for p in paths} == {(660, 480)}
-    for name in ("a.png", "b.png", "c.png", "d.png"):
-        assert legends[name] == ["dealers, expert 1 (6)", "non-dealers, expert 1 (34)"], name
+    assert legends == [["dealers, expert 1 (6)", "non-dealers, expert 1 (34)"]] * 4
 
 
 def test_precision_recall_names_its_baseline(tmp_path, legends):
     labels = np.array([0, 0, 0, 1] * 10)
     scores = {"Late fusion": np.linspace(0, 1, 40)}
     plots.precision_recall_curves(tmp_path / "pr.png", labels, scores)
-    assert legends["pr.png"][0].startswith("Late fusion (AP ")
-    assert legends["pr.png"][1] == "share of drug-related posts (0.25): a random scorer"
+    [legend] = legends
+    assert legend[0].startswith("Late fusion (AP ")
+    assert legend[1] == "share of drug-related posts (0.25): a random scorer"

@@ -109,6 +109,29 @@ def test_an_earlier_world_is_replaced(tmp_path):
     assert '"version": 4' in (out / "world.json").read_text()
 
 
+def test_a_killed_builds_temporary_folder_is_removed_by_the_next_build(tmp_path):
+    """A SIGKILL leaves the temporary folder a build writes beside its target (found by
+    bench/soak.py); the next build into that folder removes it when its writer is gone,
+    and leaves a live writer's alone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".w.tmp-{host}-{dead.pid}-abc123"
+    (stale / "images").mkdir(parents=True)
+    (stale / "images" / "p0.jpg").write_bytes(b"half")
+    live = tmp_path / f".w.tmp-{host}-{os.getpid()}-def456"  # a build running now (this process)
+    live.mkdir()
+    other = tmp_path / f".w.tmp-another-node-{dead.pid}-ghi789"  # another host's: not ours to judge
+    other.mkdir()
+    world.generate(tmp_path / "w", preset="tiny", seed=1, image_size=24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "w"])
+
+
 @pytest.fixture(scope="module")
 def paper():
     return world.plan("paper", seed=0)

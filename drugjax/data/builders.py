@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from drugjax.errors import UserError
+from drugjax.errors import UserError, full_disk_reported
 import drugjax
 from drugjax.runtime.digest import digest_bytes
 from drugjax.runtime.logs import quiet_absl
 from drugjax.runtime.progress import Progress
+from drugjax.runtime.runlock import process_alive
 from drugjax.data import schema
 from drugjax.data.folds import fold_of
 from drugjax.runtime.textsafe import escape_controls
@@ -534,10 +536,11 @@ def build(
     # console (its download banner: _Builder._log_download_bytes).
     tfds.display_progress_bar(False)
     try:
-        builder.download_and_prepare(
-            file_format="array_record",
-            download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
-        )
+        with full_disk_reported(f"the {name} dataset into {data_dir}"):
+            builder.download_and_prepare(
+                file_format="array_record",
+                download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
+            )
     finally:
         tfds.display_progress_bar(True)
     return Source(builder.as_data_source()[SPLIT], builder.info.metadata, root=Path(root))
@@ -567,7 +570,8 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
     if final.exists():  # not ours to trust: a leftover without the completion mark
         shutil.rmtree(final)
     worlds.mkdir(parents=True, exist_ok=True)
-    tmp = worlds / f".{final.name}.partial-{os.getpid()}"
+    _remove_killed_builds(worlds, final.name)
+    tmp = worlds / f".{final.name}.partial-{socket.gethostname()}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     log.info("generating the synthetic world %s (first use)", final)
@@ -580,6 +584,21 @@ def synthetic_root(preset: str, seed: int, image_size: int, data_dir: str | Path
             raise
         shutil.rmtree(tmp)  # another process finished first with the same world
     return final
+
+
+def _remove_killed_builds(worlds: Path, name: str) -> None:
+    """Remove what builds of world ``name`` on this host left when they were killed: the
+    partial world and the generator's temporary folder beside it
+    (``[.].NAME.partial-HOST-PID[.tmp-...]``), where process PID is gone. A live build's,
+    and other hosts' (on a shared file system), are left alone."""
+    marker = f"{name}.partial-{socket.gethostname()}-"
+    for leftover in worlds.iterdir():
+        rest = leftover.name.lstrip(".")
+        if not rest.startswith(marker):
+            continue
+        pid = rest[len(marker):].split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def prepare(

@@ -26,13 +26,13 @@ import lzma
 import os
 import re
 import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
 from drugjax.errors import UserError
 from drugjax.data import rootfiles, schema
 from drugjax.data.pseudonym import Pseudonymizer
+from drugjax.runtime import atomic
 from drugjax.runtime.textsafe import escape_controls
 
 # Instaloader's hashtag pattern (instaloader/structures.py, ``_hashtag_regex``, MIT
@@ -415,14 +415,8 @@ def _place_pictures(post: _Post, root: Path, copy: bool, report: ImportReport) -
                 except OSError:  # another file system, or links not allowed: copy
                     pass
             if not linked:
-                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-                os.close(fd)
-                try:
-                    shutil.copyfile(src, tmp)
-                    os.replace(tmp, dest)
-                except BaseException:
-                    os.unlink(tmp)
-                    raise
+                with open(src, "rb") as source, atomic.replacing(dest) as copied:
+                    shutil.copyfileobj(source, copied)
             report.counts["pictures hard-linked into ROOT" if linked else "pictures copied into ROOT"] += 1
         rels.append(rel)
     post.record["image"] = rels[0]

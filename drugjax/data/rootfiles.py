@@ -3,8 +3,9 @@ half-written ones.
 
 The importer and the label merger add to files a researcher may have labelled by hand.
 So every write goes to a temporary file beside the target (same folder, hence same
-file system) and replaces it with ``os.replace``, which is atomic: an interrupted run
-leaves the old file or the new one, never a mix, and the next run resumes. Lines are
+file system) and replaces it with ``os.replace``, which is atomic
+(:mod:`drugjax.runtime.atomic`): an interrupted run or a full disk leaves the old file or
+the new one, never a mix, and the next run resumes. Lines are
 kept as raw bytes so that records this code does not change stay byte for byte what
 they were.
 """
@@ -12,9 +13,9 @@ they were.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from drugjax.runtime import atomic
 
 
 def json_line(record: dict) -> bytes:
@@ -54,19 +55,6 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` atomically (temporary file in the same folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Only the temporary file is ours to remove; the target is untouched.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Replace ``path`` by ``data`` atomically (temporary file in the same folder); a full
+    disk is a :class:`drugjax.errors.DiskFullError` naming ``path``, the file untouched."""
+    atomic.write_bytes(path, data)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from drugjax.accounts import FEATURE_NAMES, AccountTable, Blacklist, account_table, with_known
+from drugjax.runtime import atomic
 from drugjax.runtime.textsafe import csv_cell
 from drugjax.evaluation import dealers, plots
 from drugjax.evaluation.config import EvaluateConfig
@@ -72,13 +73,15 @@ def save_dealer_model(folder: Path, cfg: EvaluateConfig, x: np.ndarray, expert1:
     y = np.array([int(v) for v in expert1 if v is not None])
     model = dealers.classifier("LR-select", dealer_config(cfg)).fit(x[judged], y)
     path = folder / DEALER_MODEL_FILE
-    joblib.dump({"model": model, "feature_names": list(FEATURE_NAMES), "expert": DEPLOYED_EXPERT,
-                 "threshold": cfg.threshold, "log_counts": cfg.dealers.log_counts,
-                 "post_scores": cfg.dealers.post_scores,
-                 "evidence_sources": list(cfg.dealers.evidence_sources),
-                 "blacklist": str(Path(cfg.dealers.blacklist).expanduser().resolve()) if cfg.dealers.blacklist
-                 else None,
-                 "kept": dealers.kept_features(model, FEATURE_NAMES)}, path)
+    saved = {"model": model, "feature_names": list(FEATURE_NAMES), "expert": DEPLOYED_EXPERT,
+             "threshold": cfg.threshold, "log_counts": cfg.dealers.log_counts,
+             "post_scores": cfg.dealers.post_scores,
+             "evidence_sources": list(cfg.dealers.evidence_sources),
+             "blacklist": str(Path(cfg.dealers.blacklist).expanduser().resolve()) if cfg.dealers.blacklist
+             else None,
+             "kept": dealers.kept_features(model, FEATURE_NAMES)}
+    with atomic.replacing(path) as f:
+        joblib.dump(saved, f)
     return path
 
 
@@ -92,7 +95,7 @@ def dealer_config(cfg: EvaluateConfig) -> dealers.DealerConfig:
 def write_account_features(path: Path, accounts: Sequence[Mapping[str, Any]], table: AccountTable) -> Path:
     """One row per account: username, the experts' labels, timeline size, the nine
     features, and the evidence (term: context; ...), spreadsheet-safe."""
-    with path.open("w", newline="") as f:
+    with atomic.replacing(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["username", "expert1", "expert2", "timeline_posts", *FEATURE_NAMES, "evidence"])
         for account, row, size, found in zip(accounts, table.features, table.timeline_sizes, table.evidence):
@@ -187,7 +190,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, accounts_source: Any, checkpoi
 def _without_table2(cfg: EvaluateConfig, workdir: Path, accounts: list[dict], table: AccountTable,
                     expert1: list, reason: str) -> dict[str, Any]:
     path = workdir / "table2.md"
-    path.write_text(f"# Table 2: dealer detection with two experts\n\n{reason}\n")
+    atomic.write_text(path, f"# Table 2: dealer detection with two experts\n\n{reason}\n")
     files = {"table2_md": path, **write_figures(workdir, accounts, table, expert1)}
     return {"table2": None, "files": files, "problems": dict(table.problems),
             "counts": {"accounts": len(accounts)}, "skipped": reason}

@@ -44,6 +44,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from drugjax.runtime import atomic
+
 METHODS = ("LR", "LR-select")
 EXPERTS = ("exp1", "exp2")
 SELECTIONS = ("nested", "holdout")
@@ -311,9 +313,9 @@ def write_table2(table: Table2, out_dir: str | Path, notes: Sequence[str] = ()) 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"table2_md": out_dir / "table2.md", "table2_csv": out_dir / "table2.csv",
              "table2_json": out_dir / "table2.json"}
-    files["table2_md"].write_text("# Table 2: dealer detection with two experts\n\n" + format_table2_markdown(table)
-                                  + "\n" + "".join(f"\n{n}" for n in notes) + "\n")
-    with files["table2_csv"].open("w", newline="") as f:
+    atomic.write_text(files["table2_md"], "# Table 2: dealer detection with two experts\n\n"
+                      + format_table2_markdown(table) + "\n" + "".join(f"\n{n}" for n in notes) + "\n")
+    with atomic.replacing(files["table2_csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["method", "expert", "precision", "recall", "f1", "paper_precision", "paper_recall",
                          "paper_f1"])
@@ -325,5 +327,5 @@ def write_table2(table: Table2, out_dir: str | Path, notes: Sequence[str] = ()) 
            "kept_per_fold": table.kept_per_fold, "counts": table.counts,
            "paper": {"rows": [dict(zip(("method", "expert", "precision", "recall", "f1"), r)) for r in PAPER_TABLE2],
                      "agreement": PAPER_AGREEMENT, "selected": list(PAPER_SELECTED)}}
-    files["table2_json"].write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
+    atomic.write_text(files["table2_json"], json.dumps(doc, indent=1, allow_nan=True) + "\n")
     return files

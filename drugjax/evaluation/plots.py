@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from drugjax.runtime import atomic
+
 
 def _pyplot():
     import matplotlib
@@ -76,7 +78,8 @@ def _save(fig, ax, path: Path, legend: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic.replacing(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     _pyplot().close(fig)
     return path
 

@@ -44,6 +44,7 @@ from drugjax.fusion import fuse, select_weight, weight_curve
 from drugjax.tasks import INSTAGRAM_POSITIVE
 from drugjax.text import TextClassifier
 from drugjax.models import standin
+from drugjax.runtime import atomic
 from drugjax.training.build import resolve_weights
 from drugjax.training.config import ConfigError
 from drugjax.training.provenance import BackboneCheckpoint
@@ -398,8 +399,7 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
         "posts_per_fold": np.bincount(folds, minlength=cfg.data.num_folds).tolist(),
         "positives_per_fold": np.bincount(folds, weights=posts.labels, minlength=cfg.data.num_folds).astype(int).tolist(),
     }
-    files = write_table1(table, workdir)
-    _append_run_notes(files["md"], cfg, counts, fusion, data_root)
+    files = write_table1(table, workdir, notes=_run_notes(cfg, counts, fusion, data_root))
     files["predictions"] = write_predictions(workdir / "predictions.csv", posts, folds, scores)
     files.update(write_fusion_weights(workdir, cfg, fusion))
     from drugjax.evaluation import plots
@@ -415,13 +415,13 @@ def run(cfg: EvaluateConfig, workdir: str | Path, *, sources: Mapping[str, Any] 
                "split": cfg.split, "num_folds": cfg.data.num_folds, "seed": cfg.seed,
                "files": {k: str(v) for k, v in files.items()}}
     files["run"] = workdir / "run.json"
-    files["run"].write_text(json.dumps(summary, indent=1) + "\n")
+    atomic.write_text(files["run"], json.dumps(summary, indent=1) + "\n")
     return {"table1": table, "files": files, "counts": counts, "seconds": seconds, "fusion": fusion,
             "checkpoint": checkpoint}
 
 
-def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: FusionResult,
-                      data_root: Path | None) -> None:
+def _run_notes(cfg: EvaluateConfig, counts: dict, fusion: FusionResult, data_root: Path | None) -> str:
+    """The "This run" section below Table 1 in table1.md."""
     data = f"ROOT {cfg.data.root}" if cfg.data.root else f"synthetic world, preset {cfg.data.preset}, seed {cfg.data.seed}"
     if data_root is not None and not cfg.data.root:
         data += f" (ROOT {data_root})"
@@ -446,15 +446,14 @@ def _append_run_notes(path: Path, cfg: EvaluateConfig, counts: dict, fusion: Fus
         + (", ".join(f"{w:g}" for w in fusion.selected) if fusion.selected[0] is not None else "nothing (too few folds)")
         + " (fold by fold; see fusion_weights.md).",
     ]
-    with path.open("a") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def write_predictions(path: Path, posts: Posts, folds: np.ndarray, scores: Mapping[str, np.ndarray]) -> Path:
     """One row per labelled post: id, account, fold, label, has_image, has_text and each
     method's out-of-fold probability (empty: not scored)."""
     columns = {**IMAGE_METHODS, **TEXT_METHODS, "Late fusion": "late_fusion"}
-    with path.open("w", newline="") as f:
+    with atomic.replacing(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "account", "fold", "label", "has_image", "has_text", *columns.values()])
         for i in range(len(posts)):
@@ -468,7 +467,7 @@ def write_fusion_weights(workdir: Path, cfg: EvaluateConfig, fusion: FusionResul
     """``fusion_weights.csv`` / ``.md``: the metrics of late fusion at each weight of the
     grid (mean ± std over folds), and the weight inner CV picks fold by fold."""
     csv_path, md_path = workdir / "fusion_weights.csv", workdir / "fusion_weights.md"
-    with csv_path.open("w", newline="") as f:
+    with atomic.replacing(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["weight", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])
         for point in fusion.curve:
@@ -494,7 +493,7 @@ def write_fusion_weights(workdir: Path, cfg: EvaluateConfig, fusion: FusionResul
             "| picked by inner CV | " + " | ".join(_cell(fusion.selected_summary, m) for m in METRICS) + " |", ""]
     else:
         lines += ["No inner cross-validation: it needs at least 3 folds.", ""]
-    md_path.write_text("\n".join(lines))
+    atomic.write_text(md_path, "\n".join(lines))
     return {"fusion_weights_csv": csv_path, "fusion_weights_md": md_path}
 
 
@@ -524,9 +523,11 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
     folder.mkdir(parents=True, exist_ok=True)
     for method, scores in image.items():
         arrays = {"/".join(key): np.asarray(value) for key, value in flatten(scores.params).items()}
-        np.savez(folder / f"{IMAGE_METHODS[method]}.npz", **arrays)
+        with atomic.replacing(folder / f"{IMAGE_METHODS[method]}.npz") as f:
+            np.savez(f, **arrays)
     for method, scores in text.items():
-        joblib.dump(scores.model, folder / f"text_{TEXT_METHODS[method]}.joblib")
+        with atomic.replacing(folder / f"text_{TEXT_METHODS[method]}.joblib") as f:
+            joblib.dump(scores.model, f)
     backbone = cfg.model.backbone
     if checkpoint is not None:  # a train.py run: its step and state digest identify the weights
         weights_name, weights_digest, transform = backbone.weights, checkpoint.state_sha256, checkpoint.transform_input
@@ -549,7 +550,7 @@ def save_models(folder: Path, cfg: EvaluateConfig, image: Mapping[str, ImageScor
                      "image_size": cfg.data.image_size,
                      "seed": cfg.seed},
     }
-    (folder / "fusion.json").write_text(json.dumps(document, indent=1) + "\n")
+    atomic.write_text(folder / "fusion.json", json.dumps(document, indent=1) + "\n")
     return folder
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from drugjax.runtime import atomic
 from drugjax.runtime.html_page import markdown_to_html, page, png_image
 
 SECTIONS: tuple[str, ...] = ("table1.md", "fusion_weights.md", "table2.md")
@@ -33,7 +34,7 @@ def write_report(workdir: str | Path, title: str = "drugjax evaluation", section
         parts.append("<h2>Figures</h2>")
         parts += [png_image(name, (workdir / name).read_bytes()) for name in shown]
     path = workdir / "report.html"
-    path.write_text(page(title, parts), encoding="utf-8")
+    atomic.write_text(path, page(title, parts))
     return path
 
 
@@ -55,5 +56,5 @@ def write_model_card(workdir: str | Path, card: str | Path = MODEL_CARD,
             text = (workdir / name).read_text(encoding="utf-8")
             parts += [re.sub(r"^#+ ", "### ", text, flags=re.M).rstrip(), ""]  # under "This run"
     path = workdir / "model-card.md"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    atomic.write_text(path, "\n".join(parts) + "\n")
     return path

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from drugjax.metrics import METRICS, SUMMARY_METRICS, Summary, jsonable
+from drugjax.runtime import atomic
 
 TABLE1_METHODS = ("MLP", "MT MLP", "Tags only", "Caption only", "Combined", "Late fusion")
 
@@ -101,8 +102,9 @@ def _csv_number(value: float) -> str:
     return "" if math.isnan(value) else repr(float(value))
 
 
-def write_table1(table: Table1, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``table1.md``, ``table1.csv`` and ``table1.json`` into ``out_dir``.
+def write_table1(table: Table1, out_dir: str | Path, notes: str = "") -> dict[str, Path]:
+    """Write ``table1.md`` (``notes`` below the table), ``table1.csv`` and ``table1.json``
+    into ``out_dir``, each atomically.
 
     CSV and JSON hold fractions at full precision (NaN: an empty cell / null) and the
     paper's numbers as fractions in ``paper_*`` columns / a ``paper`` object. Returns
@@ -112,8 +114,9 @@ def write_table1(table: Table1, out_dir: str | Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paper = paper_table1()
     paths = {"md": out_dir / "table1.md", "csv": out_dir / "table1.csv", "json": out_dir / "table1.json"}
-    paths["md"].write_text("# Table 1: drug-related post recognition\n\n" + format_table1_markdown(table))
-    with paths["csv"].open("w", newline="") as f:
+    atomic.write_text(paths["md"], "# Table 1: drug-related post recognition\n\n" + format_table1_markdown(table)
+                      + notes)
+    with atomic.replacing(paths["csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(_csv_header())
         for method, summary in table.rows.items():
@@ -127,7 +130,7 @@ def write_table1(table: Table1, out_dir: str | Path) -> dict[str, Path]:
         "rows": [{"method": method, **summary.to_dict(), "paper": jsonable(paper[method])}
                  for method, summary in table.rows.items()],
     }
-    paths["json"].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_text(paths["json"], json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return paths
 
 

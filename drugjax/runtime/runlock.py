@@ -27,7 +27,8 @@ class RunBusyError(UserError, RuntimeError):
     """Another live process holds the run directory."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (a zombie counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,7 +72,7 @@ class RunLock:
             log.warning("%s: taking over an unreadable lock file", self.path.parent)
             self.path.unlink(missing_ok=True)
             return
-        if host == socket.gethostname() and not _alive(pid):
+        if host == socket.gethostname() and not process_alive(pid):
             log.warning("%s: taking over the lock of process %d, which is gone", self.path.parent, pid)
             self.path.unlink(missing_ok=True)
             return

@@ -41,7 +41,9 @@ import json
 import math
 import multiprocessing
 import os
+import glob
 import shutil
+import socket
 import sys
 import tempfile
 import zlib
@@ -50,8 +52,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from drugjax.errors import print_error
+from drugjax.errors import DiskFullError, full_disk_reported, print_error
 from drugjax.runtime.progress import Progress
+from drugjax.runtime.runlock import process_alive
 from drugjax.synthetic import draw
 from drugjax.synthetic import vocab
 from drugjax.synthetic.vocab import ALL_TERMS, DICTIONARY, GENERAL_TERMS  # noqa: F401  (re-exported)
@@ -875,10 +878,13 @@ def generate(
             "drugjax.synthetic.world); nothing was changed. Choose an empty or new folder")
     world = _plan_world(preset, seed, image_size, knobs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh folder of our own beside the target: nothing that exists is reused or deleted.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _remove_killed_builds(out)
+    # A fresh folder of our own beside the target: nothing that exists is reused. Its name
+    # says whose it is, so that the next build can remove it if this one is killed.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-", dir=out.parent))
     try:
-        _write_world(world, tmp, preset, seed, image_size, knobs, workers)
+        with full_disk_reported(f"the world {out}", then="no half-written world is left"):
+            _write_world(world, tmp, preset, seed, image_size, knobs, workers)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # ours alone: made above by mkdtemp
         raise
@@ -886,6 +892,17 @@ def generate(
         shutil.rmtree(out)  # an earlier world of ours, checked above
     os.replace(tmp, out)
     return out
+
+
+def _remove_killed_builds(out: Path) -> None:
+    """Remove the temporary folders that builds into ``out`` on this host left when they
+    were killed (a SIGKILL leaves no chance to clean up): those whose process is gone. A
+    live build's folder, and other hosts' (on a shared file system), are left alone."""
+    prefix = f".{out.name}.tmp-{socket.gethostname()}-"
+    for leftover in out.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _write_world(world: "_World", tmp: Path, preset: str, seed: int, image_size: int,
@@ -962,6 +979,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as e:
         print_error(e)
         return 2
+    except DiskFullError as e:
+        print_error(e)
+        return 1
     meta = json.loads((root / "world.json").read_text())
     c = meta["counts"]
     print(f"wrote {root} (preset {args.preset}, seed {args.seed}, {args.image_size} px) in {time.perf_counter() - t0:.1f} s")

@@ -7,7 +7,9 @@ Each step directory holds three items:
   (so a silently damaged array is caught on restore, not trained on) and the step;
 * ``config`` (``JsonSave``): the resolved run config.
 
-Saves are asynchronous; :meth:`Checkpoints.wait` surfaces their errors. A restore that
+Saves are asynchronous; :meth:`Checkpoints.wait` surfaces their errors. A save that fails
+for want of space is a :class:`drugjax.errors.DiskFullError` naming the checkpoint
+directory and the last good step, which the next run resumes from. A restore that
 fails because the checkpoint is damaged (unreadable files, missing items, checksum
 mismatch) moves that step directory aside to ``<run>/checkpoints.corrupt/`` with a
 warning and falls back to the previous step; nothing there is ever deleted. A checkpoint
@@ -34,14 +36,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from drugjax.errors import UserError
-from drugjax.runtime.logs import quiet_absl
+from drugjax.errors import UserError, full_disk_reported
+from drugjax.runtime.logs import quiet_absl, quiet_full_disk_echoes
 
 log = logging.getLogger(__name__)
 
 
 # Checkpoints between evaluations carry no metrics by design; orbax warns on each.
 quiet_absl("did not provide metrics")
+# A save that fails for want of space is one DiskFullError (Checkpoints._full_disk), not
+# orbax's, asyncio's and tensorstore's tracebacks of each of its threads.
+quiet_full_disk_echoes()
 
 BEST_MODES = {"loss": "min"}  # every other metric is better when larger
 
@@ -182,24 +187,37 @@ class Checkpoints:
             metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
             if self.best_metric not in metrics:
                 metrics = None
-        self.manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_global_arrays(state_tree)),
-                meta=ocp.args.JsonSave(meta),
-                config=ocp.args.JsonSave(config),
-            ),
-            metrics=metrics,
-            force=True,
-        )
+        with self._full_disk():  # this save's synchronous part, or the previous save's end
+            self.manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_global_arrays(state_tree)),
+                    meta=ocp.args.JsonSave(meta),
+                    config=ocp.args.JsonSave(config),
+                ),
+                metrics=metrics,
+                force=True,
+            )
 
     def wait(self) -> None:
         """Block until pending saves are written; raises their errors."""
-        self.manager.wait_until_finished()
+        with self._full_disk():
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        with self._full_disk():
+            try:
+                self.manager.wait_until_finished()
+            finally:
+                self.manager.close()
+
+    def _full_disk(self):
+        """A save that fails for want of space becomes one line naming the directory and
+        the last good checkpoint (a step directory orbax finished: renamed into place)."""
+        done = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+        then = (f"it resumes from step {done[-1]}, the last good checkpoint there" if done
+                else "no checkpoint was saved yet, so it starts from the beginning")
+        return full_disk_reported(f"a checkpoint into {self.directory}", then)
 
     # ---------------------------------------------------------------- restoring
     def steps(self) -> list[int]:

@@ -16,7 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from drugjax.runtime import xla_cpu
+from drugjax.runtime import atomic, xla_cpu
 from drugjax.data import pipeline
 from drugjax.data.resumable import Resumable
 from drugjax.runtime.digest import digest_json
@@ -83,10 +83,11 @@ def cache_key(**parts: Any) -> str:
 
 
 def save_features(path: Path, feats: dict[str, dict[str, np.ndarray]], key: str) -> None:
+    """Write the cache entry atomically: a kill or a full disk never leaves half of one
+    (a full disk is one :class:`drugjax.errors.DiskFullError` naming ``path``)."""
     arrays = {f"{name}/{k}": v for name, d in feats.items() for k, v in d.items()}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, __key__=np.array(key), **arrays)
-    tmp.replace(path)  # atomic: a kill never leaves half a cache
+    with atomic.replacing(path) as f:
+        np.savez(f, __key__=np.array(key), **arrays)
 
 
 def load_features(path: Path, key: str) -> dict[str, dict[str, np.ndarray]] | None:

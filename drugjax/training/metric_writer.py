@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from drugjax.metrics import jsonable
+from drugjax.runtime import atomic
 
 
 class MetricWriter:
@@ -47,7 +48,8 @@ class MetricWriter:
                     keep.append(line)
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
-        self.path.write_text("".join(l + "\n" for l in keep))
+        # Atomically: a kill or a full disk during the rewrite keeps the earlier lines.
+        atomic.write_text(self.path, "".join(l + "\n" for l in keep))
 
     def write(self, step: int, split: str, values: dict[str, Any]) -> None:
         if not self.enabled:
