@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from drugjax.runtime import atomic
 from drugjax.runtime.html_page import markdown_to_html, page, png_image
 from drugjax.training.config import TrainConfig
 from drugjax.training.search import PARAMETERS, folds_of, trial_overrides
@@ -187,18 +188,12 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # a kill leaves the previous file or the new one, never half of one
-
-
 def write_csv(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write(path, buffer.getvalue())
+    atomic.write_text(path, buffer.getvalue())
 
 
 def write_tensorboard(rows: list[dict], cfg: TrainConfig, workdir: Path) -> None:
@@ -225,11 +220,11 @@ def write_outputs(study, cfg: TrainConfig, workdir: Path, *, seconds: float,
     commands = best_commands(study, cfg, command_overrides) if finished else []
     text = markdown(study, cfg, rows, commands, importances(study, cfg.search.seed), seconds)
     write_csv(workdir / "search.csv", rows)
-    _write(workdir / "search.md", text)
+    atomic.write_text(workdir / "search.md", text)
     images = [png_image(name, data) for name, data in plots(rows, cfg)]
-    _write(workdir / "search.html", page("drugjax search", [markdown_to_html(text), *images]))
+    atomic.write_text(workdir / "search.html", page("drugjax search", [markdown_to_html(text), *images]))
     if commands:
-        _write(workdir / "search-best.txt", "".join(
+        atomic.write_text(workdir / "search-best.txt", "".join(
             f"# trial {study.best_trial.number}, fold {fold}: {cfg.search.metric} {value:.4f}\n{command}\n"
             for fold, value, command in commands))
     if cfg.tensorboard:
@@ -239,5 +234,5 @@ def write_outputs(study, cfg: TrainConfig, workdir: Path, *, seconds: float,
                "best_value": study.best_trial.value if finished else None,
                "best_params": study.best_trial.params if finished else None,
                "commands": [c for _, _, c in commands], "seconds": round(seconds, 1)}
-    _write(workdir / "search.json", json.dumps(summary, indent=1) + "\n")
+    atomic.write_text(workdir / "search.json", json.dumps(summary, indent=1) + "\n")
     return summary
