@@ -23,7 +23,7 @@ SPACE = {
 
 def _config(**overrides):
     cfg = tiny_config(**{"model.kind": "heads", "steps": 12, "data.batch_size": 8, "sweep.chunk_steps": 5,
-                         "search.enabled": True, "search.trials": 5, "search.batch": 2, "search.folds": [0, 1],
+                         "search.enabled": True, "search.trials": 5, "search.batch": 3, "search.folds": [0, 1],
                          "search.space": SPACE, "name": "s", **overrides})
     return cfg
 
@@ -46,7 +46,7 @@ def test_a_search_writes_every_output(whole):
     tmp_path, out = whole
     rows = _rows(tmp_path)
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3", "4"]
-    assert [r["round"] for r in rows] == ["0", "0", "1", "1", "2"]  # 5 trials asked 2 at a time
+    assert [r["round"] for r in rows] == ["0", "0", "0", "1", "1"]  # 5 trials asked 3 at a time
     assert {r["state"] for r in rows} == {"COMPLETE"}
     assert {r["hidden"] for r in rows} <= {"16-16", "8"}
     for r in rows:  # the value is the metric's mean over the two folds

@@ -40,29 +40,6 @@ def test_each_configuration_matches_the_ordinary_step_run_alone():
     assert len({round(float(r["loss"][-1]), 6) for r in swept}) == len(CONFIGS)
 
 
-def test_dropout_rates_share_one_program_and_each_drops_what_train_py_drops(monkeypatch):
-    import drugjax.training.sweep as sweep
-
-    table = feature_table()
-    configs = [dataclasses.replace(CONFIGS[0], dropout=0.25), dataclasses.replace(CONFIGS[1], dropout=0.5),
-               dataclasses.replace(CONFIGS[2], dropout=0.0)]
-    programs = []
-
-    class CountedProgram(sweep._Program):
-        def __init__(self, config, *args):
-            programs.append(config)
-            super().__init__(config, *args)
-
-    monkeypatch.setattr(sweep, "_Program", CountedProgram)
-    swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_params=True)
-    assert len(programs) == 2  # dropout on (two rates, one program) and off
-    monkeypatch.undo()
-    alone = train_sweep(table, configs, SCHEDULE, engine="loop", keep_params=True)  # train.py's heads
-    for s, a in zip(swept, alone):
-        _assert_close(s["params"], a["params"])
-    assert not np.allclose(swept[0]["loss"], swept[1]["loss"])
-
-
 def test_kept_predictions_are_each_configurations_drug_probability_on_every_row():
     from drugjax.metrics import binary_metrics
 
@@ -79,11 +56,26 @@ def test_kept_predictions_are_each_configurations_drug_probability_on_every_row(
     assert "drug_probability" not in train_sweep(table, configs[1:], SCHEDULE)[0]
 
 
-def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices():
+def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices(monkeypatch):
+    """Trunk widths and dropout on or off make groups (one program each); dropout rates of
+    one shape share a program, and each configuration with dropout drops what train.py's
+    heads drop (the loop engine trains those)."""
+    import drugjax.training.sweep as sweep
+
+    programs = []
+
+    class CountedProgram(sweep._Program):
+        def __init__(self, config, *args):
+            programs.append(config.program_key())
+            super().__init__(config, *args)
+
+    monkeypatch.setattr(sweep, "_Program", CountedProgram)
     table = feature_table()
-    configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25)]
+    configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25),
+                         HeadConfig(seed=5, fold=2, hidden=(8,), dropout=0.5, learning_rate=3e-3)]
     swept = train_sweep(table, configs, SCHEDULE, engine="vmap", keep_params=True, max_part=2)
     assert [r["config"] for r in swept] == configs
+    assert len(programs) == 3  # (16, 16); (8,); (8,) with dropout, both rates in one
     assert swept[3]["params"]["trunk_0"]["kernel"].shape == (16, 8)
     alone = train_sweep(table, configs[3:], SCHEDULE, engine="loop", keep_params=True)
     for s, a in zip(swept[3:], alone):
