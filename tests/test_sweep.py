@@ -70,6 +70,7 @@ def test_configurations_of_other_shapes_are_grouped_and_sharded_over_devices(mon
             super().__init__(config, *args)
 
     monkeypatch.setattr(sweep, "_Program", CountedProgram)
+    monkeypatch.setattr(sweep, "_PROGRAMS", {})  # none kept from an earlier test
     table = feature_table()
     configs = CONFIGS + [HeadConfig(seed=3, fold=1, hidden=(8,)), HeadConfig(seed=4, fold=3, hidden=(8,), dropout=0.25),
                          HeadConfig(seed=5, fold=2, hidden=(8,), dropout=0.5, learning_rate=3e-3)]

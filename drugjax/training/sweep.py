@@ -221,6 +221,23 @@ class _Program:
         return {"step": state.step, "params": state.params, "opt_state": state.opt_state, "rng": state.rng}, losses
 
 
+# Programs kept for the next call of the same shape and schedule (a search trains one
+# round after another): jit caches its compilations with the function objects, so a new
+# _Program would trace and compile again. A few, oldest dropped first.
+_PROGRAMS: dict[str, _Program] = {}
+_KEEP_PROGRAMS = 8
+
+
+def _program(config: HeadConfig, schedule: Schedule, features_dim: int, devices: Sequence[jax.Device]) -> _Program:
+    key = digest_json({"shape": config.program_key(), "schedule": dataclasses.asdict(schedule), "dim": features_dim,
+                       "devices": [d.id for d in devices]})
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= _KEEP_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = _Program(config, schedule, features_dim, devices)
+    return _PROGRAMS[key]
+
+
 def _bytes_per_config(program: _Program, hyper_example: dict) -> int:
     shapes = jax.eval_shape(program._init_one, hyper_example, jax.random.PRNGKey(0), jax.random.PRNGKey(0))
     state = sum(np.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(shapes))
@@ -349,7 +366,7 @@ def train_sweep(
     features = jax.device_put(jnp.asarray(table.features), NamedSharding(jax.sharding.Mesh(np.asarray(devices), ("config",)), P()))
     kinds = jax.device_put(jnp.asarray(table.kinds), features.sharding)
     for group, members in _groups(configs).items():
-        program = _Program(configs[members[0]], schedule, table.features.shape[1], devices)
+        program = _program(configs[members[0]], schedule, table.features.shape[1], devices)
         example = {k: jnp.float32(getattr(configs[members[0]], k)) for k in _SWEPT}
         fit = max(1, memory_budget_bytes() // _bytes_per_config(program, example))
         size = max(1, min(max_part or fit, fit))
