@@ -368,11 +368,11 @@ def run_search(cfg: TrainConfig, workdir: str | Path, *, table: FeatureTable | N
     check(cfg)
     space = parse_space(cfg.search.space)
     workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    study = open_study(workdir, cfg)  # before the features: another search's directory is refused at once
     table = features_table(cfg) if table is None else table
     schedule = Schedule(steps=cfg.steps, batch_size=cfg.data.batch_size, optim=cfg.optim,
                         chunk_steps=cfg.sweep.chunk_steps)
-    workdir.mkdir(parents=True, exist_ok=True)
-    study = open_study(workdir, cfg)
     if on_start is not None:
         on_start(workdir)
     t0 = time.perf_counter()
