@@ -70,8 +70,10 @@ def call_main(monkeypatch, capsys):
     A subprocess would import JAX, TFDS and orbax again and compile from scratch: seconds
     per call, for checks of one error line. What needs a real process (signals, several
     hosts, the installed scripts) keeps one. Hydra's handlers on the root logger (console,
-    the job's log file) are taken away afterwards, so the next test starts clean.
+    the job's log file) are taken away afterwards, and the progress switch a command sets
+    (``progress=false``) is put back, so the next test starts clean.
     """
+    from drugjax.runtime import progress
 
     def call(main, *args: str, cwd=None) -> Exit:
         if cwd is not None:
@@ -83,6 +85,7 @@ def call_main(monkeypatch, capsys):
         monkeypatch.setattr(logging, "shutdown", lambda handlers=None: None)
         root = logging.getLogger()
         handlers, level = set(root.handlers), root.level
+        progress_was_on = progress.enabled()
         capsys.readouterr()
         code = 0
         try:
@@ -97,6 +100,7 @@ def call_main(monkeypatch, capsys):
                     root.removeHandler(handler)
                     handler.close()
             root.setLevel(level)
+            progress.set_enabled(progress_was_on)
         out, err = capsys.readouterr()
         return Exit(code, out, err)
 

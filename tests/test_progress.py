@@ -9,7 +9,8 @@ from drugjax.runtime.progress import Progress
 
 
 @pytest.fixture(autouse=True)
-def _restore():
+def _switched_on():
+    progress.set_enabled(True)  # whatever ran before in this worker
     yield
     progress.set_enabled(True)
 
