@@ -171,3 +171,26 @@ def test_evaluate_outputs_on_a_full_disk_are_whole_or_absent_and_the_rerun_finis
     again = run(["evaluate.py", *EVALUATE, f"workdir={workdir}"], data)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 150_000 and leftovers(workdir) == []
+
+
+def test_a_search_whose_study_cannot_be_written_says_so_and_goes_on_from_its_last_trial(trained, tmp_path):
+    data, _ = trained
+    workdir = tmp_path / "search"
+    # Widths of 4 on the 1,024-d pool keep the sweep engine's chunk saves at ~30 kB; the
+    # study's database starts at 110 kB and passes the limit after some 30 trials. SQLite
+    # says a file-size limit as "disk I/O error" (a full disk as "database or disk is full").
+    search = ["experiment=search", "data.preset=tiny", "data.image_size=64", "model.hidden=[4,4]",
+              "search.space.hidden.choices=[[4,4]]", "model.backbone.pool_layers=[inception5b]", "steps=20",
+              "data.batch_size=16", "search.batch=2", "progress=false", "tensorboard=false", f"workdir={workdir}"]
+    warm = run(["train.py", *search, "search.trials=1", f"workdir={tmp_path / 'features'}"], data)
+    assert warm.returncode == 0, warm.stderr[-3000:]  # the features cached, under no limit
+
+    full = run(["train.py", *search, "search.trials=60"], data, limit=140_000)
+    assert full.returncode != 0 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"writing the study {workdir / 'search.db'} failed" in errors[0], full.stderr[-3000:]
+
+    again = run(["train.py", *search, "search.trials=60"], data)
+    assert again.returncode == 0, again.stderr[-3000:]
+    result = json.loads((workdir / "search.json").read_text())
+    assert result["trials"] == 60 and result["failed"] <= 1  # at most the trial being asked, told failed

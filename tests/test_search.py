@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import drugjax.training.search as search
+from drugjax.errors import UserError
 from drugjax.training.config import ConfigError
 from drugjax.training.sweep import HeadConfig, Schedule, train_sweep
 from train_support import feature_table, tiny_config
@@ -178,3 +179,45 @@ def test_the_rounds_sampler_depends_on_the_seed_and_the_round_only():
     draws = [s._random_sampler._rng.uniform() for s in (a, b, c)]
     assert draws[0] == draws[1] != draws[2]
     assert np.isfinite(draws).all()
+
+
+def test_a_trial_whose_asking_was_cut_short_is_told_failed_and_the_search_goes_on(tmp_path):
+    """Optuna commits each parameter of an asked trial on its own: a kill or a full disk
+    between two of them leaves a running trial without all its parameters."""
+    cfg = _config(**{"search.trials": 3})
+    study = search.open_study(tmp_path, cfg)
+    half = study.ask()
+    half.suggest_float("learning_rate", 1e-3, 3e-2, log=True)  # then the process died
+    search.run_search(cfg, tmp_path, table=feature_table())
+    rows = _rows(tmp_path)
+    assert [(r["trial"], r["state"]) for r in rows] == [("0", "FAIL"), ("1", "COMPLETE"), ("2", "COMPLETE")]
+    assert rows[0]["failure"] == "the search stopped while asking for it (no hidden, relation_weight saved)"
+
+
+@pytest.mark.parametrize("sqlite_error, said", [
+    ("database or disk is full", "the disk is full: writing the study {db} failed (SQLite: database or disk is full)"),
+    ("disk I/O error", "writing the study {db} failed (SQLite: disk I/O error): a full disk, a file-size limit"),
+])
+def test_a_study_write_that_fails_is_one_line_naming_the_database(tmp_path, monkeypatch, sqlite_error, said):
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    def refused(*args, **kwargs):  # as optuna's storage raises it from SQLAlchemy's, from SQLite's
+        try:
+            try:
+                raise sqlite3.OperationalError(sqlite_error)
+            except sqlite3.OperationalError as e:
+                raise sqlalchemy.exc.OperationalError("COMMIT", {}, e) from e
+        except sqlalchemy.exc.OperationalError as e:
+            raise RuntimeError("An exception is raised during the commit.") from e
+
+    cfg = _config(**{"search.trials": 2})
+    monkeypatch.setattr(search, "_tell", refused)
+    with pytest.raises(UserError) as caught:
+        search.run_search(cfg, tmp_path, table=feature_table())
+    assert str(caught.value).startswith(said.format(db=tmp_path / "search.db"))
+    assert str(caught.value).endswith("run the same command again; the search goes on from its last saved trial")
+    monkeypatch.undo()
+    search.run_search(cfg, tmp_path, table=feature_table())  # with space again
+    assert [r["state"] for r in _rows(tmp_path)] == ["COMPLETE", "COMPLETE"]

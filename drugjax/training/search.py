@@ -22,15 +22,17 @@ import difflib
 import json
 import logging
 import math
+import sqlite3
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drugjax.errors import UserError
+from drugjax.errors import DiskFullError, UserError, disk_full_error
 from drugjax.runtime.progress import Progress
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config
 from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
@@ -61,6 +63,44 @@ _NOT_DEFINING = ("search.trials", "name", "workdir", "progress", "tensorboard", 
 
 class SearchError(UserError, ValueError):
     """A search that cannot start or resume (named, with the fix)."""
+
+
+def _sqlite_error(error: BaseException) -> sqlite3.Error | None:
+    """The SQLite error behind ``error`` (optuna wraps SQLAlchemy's, which wraps it)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, sqlite3.Error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextmanager
+def study_writes(path: Path) -> Iterator[None]:
+    """Inside the block, a write to the study's database that fails says so in one line
+    naming ``path``, instead of optuna's traceback ("invalid data in the commit"). SQLite
+    tells a full disk as SQLITE_FULL, but a file-size limit (and some full network disks)
+    only as "disk I/O error", so both name the disk. Each trial's writes are committed one
+    by one: the next run goes on from the last one."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        cause = _sqlite_error(e)
+        if cause is None:
+            raise
+        then = "the search goes on from its last saved trial"
+        if getattr(cause, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(cause):
+            raise DiskFullError(f"the disk is full: writing the study {path} failed (SQLite: {cause}). Free space "
+                                f"there and run the same command again; {then}") from e
+        full = disk_full_error(e, f"the study {path}", then)
+        if full is not None:
+            raise full from e
+        raise SearchError(f"writing the study {path} failed (SQLite: {cause}): a full disk, a file-size limit "
+                          f"(ulimit -f) or a failing disk says so. Free space there (or fix the disk) and run "
+                          f"the same command again; {then}") from e
 
 
 # --------------------------------------------------------------------------- the space
@@ -288,6 +328,7 @@ def next_round(study, cfg: TrainConfig, space: dict) -> Round | None:
     """The round cut short by a kill (trained again whole, its finished trials not told
     twice), else a new round of asked trials, else None (the study has its trials)."""
     optuna = _optuna()
+    _fail_half_asked(study, space)
     trials = study.get_trials(deepcopy=False)
     rounds = [int(t.user_attrs["round"]) for t in trials if "round" in t.user_attrs]
     latest = max(rounds, default=-1)
@@ -306,6 +347,20 @@ def next_round(study, cfg: TrainConfig, space: dict) -> Round | None:
         trial.set_user_attr("round", index)
         members.append(trial)
     return Round(index, members, [t.number for t in members])
+
+
+def _fail_half_asked(study, space: dict) -> None:
+    """Tell FAIL the trials whose asking was cut short (a kill or a full disk between the
+    writes of their parameters): they cannot be trained, and a new trial takes their place."""
+    optuna = _optuna()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if set(trial.params) != set(space):
+            missing = ", ".join(sorted(set(space) - set(trial.params)))
+            log.warning("trial %d was being asked when the search stopped (no %s saved): told as failed",
+                        trial.number, missing)
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               f"the search stopped while asking for it (no {missing} saved)")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _train_round(cfg: TrainConfig, table, schedule: Schedule, round_: Round, workdir: Path) -> list[dict]:
@@ -369,7 +424,8 @@ def run_search(cfg: TrainConfig, workdir: str | Path, *, table: FeatureTable | N
     space = parse_space(cfg.search.space)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    study = open_study(workdir, cfg)  # before the features: another search's directory is refused at once
+    with study_writes(workdir / DATABASE):
+        study = open_study(workdir, cfg)  # before the features: another search's directory is refused at once
     table = features_table(cfg) if table is None else table
     schedule = Schedule(steps=cfg.steps, batch_size=cfg.data.batch_size, optim=cfg.optim,
                         chunk_steps=cfg.sweep.chunk_steps)
@@ -379,10 +435,15 @@ def run_search(cfg: TrainConfig, workdir: str | Path, *, table: FeatureTable | N
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     with Progress(cfg.search.trials, "search trials", unit="trials") as bar:
         bar.update(min(finished, cfg.search.trials))
-        while (round_ := next_round(study, cfg, space)) is not None:
+        while True:
+            with study_writes(workdir / DATABASE):
+                round_ = next_round(study, cfg, space)
+            if round_ is None:
+                break
             started = time.perf_counter()
             outcomes = _train_round(cfg, table, schedule, round_, workdir)
-            _tell(study, round_, outcomes)
+            with study_writes(workdir / DATABASE):
+                _tell(study, round_, outcomes)
             _forget_chunk_saves(workdir)
             failed = sum(o["failure"] is not None for o in outcomes)
             log.info("search round %d: %d trials (%d told now, %d failed) in %.1f s", round_.index,
