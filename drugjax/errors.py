@@ -46,7 +46,13 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _TENSORSTORE_ERRNO = re.compile(r"os_error_code='(\d+)'")
 
 
+# SQLite (optuna's study storage) says SQLITE_FULL in words only.
+_SQLITE_FULL = "database or disk is full"
+
+
 def _errno_in_message(message: str) -> int | None:
+    if _SQLITE_FULL in message:
+        return errno.ENOSPC
     found = _TENSORSTORE_ERRNO.search(message)
     if found:
         return int(found.group(1)) if int(found.group(1)) in DISK_FULL_ERRNOS else None

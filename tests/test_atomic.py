@@ -63,6 +63,10 @@ def test_full_disks_are_recognised_from_errno_chain_and_tensorstores_message():
     array_record = RuntimeError('Failed to finalize writing of split "full": write() failed: File too large; '
                                 "writing /data/tfds/drugjax_posts/.../drugjax_posts-full.array_record-00000-of-00001")
     assert disk_full_errno(array_record) == errno.EFBIG
+    import sqlite3  # optuna's study storage: SQLITE_FULL in words only
+
+    assert disk_full_errno(sqlite3.OperationalError("database or disk is full")) == errno.ENOSPC
+    assert disk_full_errno(sqlite3.OperationalError("disk I/O error")) is None  # could be a failing disk
 
 
 def test_an_error_already_in_words_passes_through_as_it_is(tmp_path):

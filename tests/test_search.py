@@ -195,7 +195,7 @@ def test_a_trial_whose_asking_was_cut_short_is_told_failed_and_the_search_goes_o
 
 
 @pytest.mark.parametrize("sqlite_error, said", [
-    ("database or disk is full", "the disk is full: writing the study {db} failed (SQLite: database or disk is full)"),
+    ("database or disk is full", "the disk is full: writing the study {db} failed (No space left on device)"),
     ("disk I/O error", "writing the study {db} failed (SQLite: disk I/O error): a full disk, a file-size limit"),
 ])
 def test_a_study_write_that_fails_is_one_line_naming_the_database(tmp_path, monkeypatch, sqlite_error, said):

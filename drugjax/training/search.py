@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from drugjax.errors import DiskFullError, UserError, disk_full_error
+from drugjax.errors import UserError, disk_full_error
 from drugjax.runtime.progress import Progress
 from drugjax.training.config import ConfigError, TrainConfig, as_dict, check_config
 from drugjax.training.sweep import FeatureTable, HeadConfig, Schedule, train_sweep
@@ -80,8 +80,8 @@ def _sqlite_error(error: BaseException) -> sqlite3.Error | None:
 def study_writes(path: Path) -> Iterator[None]:
     """Inside the block, a write to the study's database that fails says so in one line
     naming ``path``, instead of optuna's traceback ("invalid data in the commit"). SQLite
-    tells a full disk as SQLITE_FULL, but a file-size limit (and some full network disks)
-    only as "disk I/O error", so both name the disk. Each trial's writes are committed one
+    says a full disk ("database or disk is full"), but a file-size limit only as "disk I/O
+    error": that line names the likely causes. Each trial's writes are committed one
     by one: the next run goes on from the last one."""
     try:
         yield
@@ -92,9 +92,6 @@ def study_writes(path: Path) -> Iterator[None]:
         if cause is None:
             raise
         then = "the search goes on from its last saved trial"
-        if getattr(cause, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(cause):
-            raise DiskFullError(f"the disk is full: writing the study {path} failed (SQLite: {cause}). Free space "
-                                f"there and run the same command again; {then}") from e
         full = disk_full_error(e, f"the study {path}", then)
         if full is not None:
             raise full from e
