@@ -42,16 +42,19 @@ import argparse
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +62,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_HEADS = ["experiment=paper_mtl", "data.preset=tiny", "data.image_size=64", "model.hidden=[16,16]",
                "data.batch_size=16", "steps=120", "checkpoint_every=20", "eval_every=40", "log_every=10",
-               "progress=false", "tensorboard=false"]
+               "progress=false", "tensorboard=true"]
+# End to end from images (Inception-v1 and the heads, BatchNorm statistics included), as
+# small as still saves and resumes mid-run: 4 checkpoints, 2 evaluations, 8 steps of 8 images.
+FINETUNE = ["experiment=finetune", "data.preset=tiny", "data.image_size=64", "data.batch_size=8",
+            "data.eval_batch_size=32", "steps=8", "checkpoint_every=2", "eval_every=4", "log_every=2",
+            "progress=false", "tensorboard=true"]
 # Table 1 on five folds and Table 2 on two (the tiny world has two dealers by expert 1).
 EVALUATE_TINY = ["data.preset=tiny", "data.image_size=16", "model.backbone.name=tiny", "model.hidden=[16,16]",
                  "image.steps=6", "data.batch_size=8", "image.chunk_steps=3", "data.eval_batch_size=8",
@@ -85,6 +93,7 @@ def launch(cmd: list[str], env: dict, kill_after: float | None = None, sig: int 
     """Run ``python CMD``; with ``kill_after``, send ``sig`` after that many seconds.
     Returns what it printed and whether the signal was sent (False: it finished first)."""
     cmd = [sys.executable, *map(str, cmd)]
+    started = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=kill_after)
@@ -92,7 +101,32 @@ def launch(cmd: list[str], env: dict, kill_after: float | None = None, sig: int 
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=300)
+        if "JAX_COMPILATION_CACHE_DIR" in env:
+            drop_cut_cache_entries(Path(env["JAX_COMPILATION_CACHE_DIR"]), since=started)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err), True
+
+
+CUT_CACHE_ENTRIES: list[str] = []  # compilation-cache entries a kill cut short (removed)
+
+
+def drop_cut_cache_entries(cache: Path, since: float) -> None:
+    """Remove the compilation-cache entries a kill cut short. JAX writes an entry in place
+    and never replaces one that exists: a cut entry only warns ("Error reading persistent
+    compilation cache entry") and makes every later process compile that program anew,
+    so the soak's later kill moments, drawn from a run that did not compile, would land
+    in compilations. (drugjax itself turns no compilation cache on.) Only the entries
+    written since ``since`` (the killed process's start) are looked at."""
+    from jax._src.compilation_cache import decompress_executable
+
+    for entry in sorted(cache.glob("*-cache")):
+        if entry.stat().st_mtime < since - 1:
+            continue
+        try:
+            decompress_executable(entry.read_bytes())
+        except Exception:  # zlib's or zstd's error for a stream cut short
+            entry.unlink()
+            CUT_CACHE_ENTRIES.append(entry.name)
+            print(f"a kill cut the compilation-cache entry {entry.name} short; removed", flush=True)
 
 
 def timed(cmd: list[str], env: dict) -> float:
@@ -150,30 +184,75 @@ def _temporary(path: Path, folder: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- train.py
-def final_state(workdir: Path) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
+def tensorboard_points(workdir: Path) -> list[tuple[str, int]]:
+    """The (tag, step) of every scalar TensorBoard shows for the run, in the order written.
+
+    The event files are read as TensorBoard reads them: in the order of their names, each
+    record's checksums checked (a damaged one raises ValueError), a record cut short at a
+    file's end by a kill left out, and a resumed run's restart honoured (tensorboardX
+    writes a SessionLog START at ``purge_step`` when a run resumes; TensorBoard then
+    drops every point from that step on)."""
+    from tensorboardX.proto.event_pb2 import SessionLog
+
+    points: list[tuple[str, int]] = []
+    for path in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in _events(path):
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                points = [(tag, step) for tag, step in points if step < event.step]
+            points.extend((value.tag, event.step) for value in event.summary.value)
+    return points
+
+
+def _events(path: Path):
+    """The events of one file: TFRecord framing (length, its masked CRC-32C, the data, its
+    masked CRC-32C), as tensorboardX writes it."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    data = path.read_bytes()
+    at = 0
+    while at + 12 <= len(data):
+        header, (header_crc,) = data[at:at + 8], struct.unpack("<I", data[at + 8:at + 12])
+        if masked_crc32c(header) != header_crc:
+            raise ValueError(f"{path}: a damaged record header at byte {at}")
+        (length,) = struct.unpack("<Q", header)
+        end = at + 12 + length + 4
+        if end > len(data):
+            return  # the record a kill cut short: TensorBoard waits for the rest of it
+        body, (body_crc,) = data[at + 12:end - 4], struct.unpack("<I", data[end - 4:end])
+        if masked_crc32c(body) != body_crc:
+            raise ValueError(f"{path}: a damaged record at byte {at}")
+        yield Event.FromString(body)
+        at = end
+
+
+def final_state(workdir: Path) -> tuple[list[np.ndarray], list[tuple[int, str]], list[tuple[str, int]]]:
+    """The final parameters (BatchNorm statistics included: every collection of the
+    checkpoint's variables), metrics.jsonl's (step, split) pairs and TensorBoard's points."""
     from drugjax.training.checkpoint import read_params
 
     import jax
 
-    params = [np.asarray(a) for a in jax.tree.leaves(read_params(workdir)["params"])]
+    params = [np.asarray(a) for a in jax.tree.leaves(read_params(workdir))]
     logged = [(r["step"], r["split"]) for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())]
-    return params, logged
+    return params, logged, tensorboard_points(workdir)
 
 
-def reference_train(base: Path, env: dict) -> tuple[tuple, float]:
-    """The uninterrupted run's final state, and its wall time once the world and the
-    features exist (the first run builds them)."""
-    timed(["train.py", *TRAIN_HEADS, f"workdir={base / 'train-reference'}"], env)
-    wall = timed(["train.py", *TRAIN_HEADS, f"workdir={base / 'train-timing'}"], env)
-    return final_state(base / "train-reference"), wall
+def reference_train(args: list[str], name: str, base: Path, env: dict) -> tuple[tuple, float]:
+    """The uninterrupted run's final state, and its wall time once the world, the
+    features and the compiled programs exist (the first run makes them)."""
+    timed(["train.py", *args, f"workdir={base / f'{name}-reference'}"], env)
+    wall = timed(["train.py", *args, f"workdir={base / f'{name}-timing'}"], env)
+    return final_state(base / f"{name}-reference"), wall
 
 
-def trial_train(rng: random.Random, reference: tuple, wall: float, env: dict, workdir: Path) -> Outcome:
+def trial_train(args: list[str], rng: random.Random, reference: tuple, wall: float, env: dict,
+                workdir: Path) -> Outcome:
     outcome = Outcome("")
     stopped_at: set[int] = set()  # steps a SIGTERM stopped at
 
     def start(kill_after, sig):
-        return launch(["train.py", *TRAIN_HEADS, f"workdir={workdir}"], env, kill_after, sig)
+        return launch(["train.py", *args, f"workdir={workdir}"], env, kill_after, sig)
 
     def after_stop(done):
         stop = re.search(r"stopped by SIGTERM at step (\d+)", done.stdout)
@@ -183,13 +262,22 @@ def trial_train(rng: random.Random, reference: tuple, wall: float, env: dict, wo
     done = kill_and_rerun(rng, outcome, wall, start, after_stop)
     if isinstance(done, Outcome):
         return done
-    params, logged = final_state(workdir)
-    want_params, want_logged = reference
+    try:
+        params, logged, shown = final_state(workdir)
+    except ValueError as e:  # a damaged TensorBoard record
+        return Outcome("anything else", f"TensorBoard events unreadable: {e}", outcome.kills)
+    want_params, want_logged, want_shown = reference
     extra = set(logged) - set(want_logged)
     if (len(logged) != len(set(logged)) or not set(want_logged) <= set(logged)
             or any(split != "train" or step not in stopped_at for step, split in extra)):
         return Outcome("anything else", "metrics.jsonl differs from the uninterrupted run's "
                        f"({len(logged)} lines, {len(set(logged))} distinct)", outcome.kills)
+    extra = set(shown) - set(want_shown)
+    if (len(shown) != len(set(shown)) or not set(want_shown) <= set(shown)
+            or any(not tag.startswith("train/") or step not in stopped_at for tag, step in extra)):
+        twice = sorted({point for point in shown if shown.count(point) > 1})
+        return Outcome("anything else", "TensorBoard shows other points than the uninterrupted run's "
+                       f"({len(shown)} points, {len(set(shown))} distinct; twice: {twice[:3]})", outcome.kills)
     if len(params) != len(want_params) or any(not np.array_equal(a, b) for a, b in zip(params, want_params)):
         return Outcome("anything else", "final parameters differ from the uninterrupted run's", outcome.kills)
     return Outcome("resumed equal", "", outcome.kills)
@@ -335,13 +423,95 @@ def trial_import(rng: random.Random, reference: dict, wall: float, env: dict, wo
     return Outcome("resumed equal", "", outcome.kills)
 
 
+# --------------------------------------------------------------------------- the TFDS build
+# What train.py and evaluate.py do first (drugjax.training.inputs.load_sources): generate
+# the synthetic world on first use, then build its three TFDS datasets.
+BUILD_TFDS = ("import sys; from drugjax.data.builders import prepare; "
+              "prepare(preset='small', seed=0, image_size=64, data_dir=sys.argv[1])")
+DATASETS = ("drugjax_posts", "drugjax_web", "drugjax_accounts")
+
+
+def built(data_dir: Path) -> dict[str, object]:
+    """What a later run takes for finished in ``data_dir``, read back as it would: the
+    world, if it has its completion mark (every file), and each dataset whose version
+    folder exists (tfds reuses it as it is): every example TFDS reads back (digests; the
+    array_record shards themselves differ from build to build) and its JSON files."""
+    import tensorflow_datasets as tfds
+
+    found: dict[str, object] = {}
+    for world in (data_dir / "synthetic").glob("*/.complete"):
+        found[f"world {world.parent.name}"] = file_digests(world.parent)
+    for version in sorted((data_dir / "tfds").glob("*/*/1.0.0")):
+        examples = tfds.builder_from_directory(str(version)).as_data_source()["full"]
+        found[f"dataset {version.parent.parent.name}"] = (
+            [hashlib.sha256(pickle.dumps(examples[i])).hexdigest() for i in range(len(examples))],
+            {p.name: p.read_bytes() for p in sorted(version.glob("*.json"))})
+    return found
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """What killed builds left behind: the world's partial folders, tfds's ``incomplete.*``."""
+    return sorted(str(p.relative_to(data_dir)) for pattern in ("synthetic/.*", "tfds/*/*/incomplete.*")
+                  for p in data_dir.glob(pattern))
+
+
+def reference_tfds(base: Path, env: dict) -> tuple[dict, float]:
+    """The small world and its three datasets built once, and the build's wall time."""
+    data_dir = base / "tfds-reference"
+    wall = timed(["-c", BUILD_TFDS, data_dir], env)
+    found = built(data_dir)
+    if sorted(name for name in found if name.startswith("dataset")) != sorted(f"dataset {d}" for d in DATASETS):
+        raise SystemExit(f"the uninterrupted build made {sorted(found)}, not the world and {DATASETS}")
+    return found, wall
+
+
+def trial_tfds(rng: random.Random, reference: dict, wall: float, env: dict, workdir: Path) -> Outcome:
+    outcome = Outcome("")
+    data_dir = workdir / "data"
+
+    def start(kill_after, sig):
+        return launch(["-c", BUILD_TFDS, data_dir], env, kill_after, sig)
+
+    def taken_for_finished(done=None) -> str | None:
+        differ = [name for name, got in built(data_dir).items() if got != reference.get(name)]
+        return f"a killed build left {', '.join(differ)} looking finished but not equal" if differ else None
+
+    done = kill_and_rerun(rng, outcome, wall, start, taken_for_finished)
+    if isinstance(done, Outcome):
+        return done
+    got = built(data_dir)
+    if got != reference:
+        differ = sorted(name for name in set(got) | set(reference) if got.get(name) != reference.get(name))
+        return Outcome("anything else", f"differs from the uninterrupted build: {differ}", outcome.kills)
+    left = leftovers(data_dir)
+    if left:
+        return Outcome("anything else", f"killed builds' folders left behind: {left[:3]}", outcome.kills)
+    return Outcome("resumed equal", "", outcome.kills)
+
+
 COMMANDS = {  # name: (the table's row, reference, trial)
-    "train": ("train.py heads, tiny world", reference_train, trial_train),
+    "train": ("train.py heads, tiny world", partial(reference_train, TRAIN_HEADS, "train"),
+              partial(trial_train, TRAIN_HEADS)),
+    "finetune": ("train.py end to end (finetune), 64 px, tiny world", partial(reference_train, FINETUNE, "finetune"),
+                 partial(trial_train, FINETUNE)),
     "evaluate": ("evaluate.py, tiny world", reference_evaluate, trial_evaluate),
     "sweep": ("train.py vmap sweep (relation weight, 3 x 2), tiny", reference_sweep, trial_sweep),
     "world": ("python -m drugjax.synthetic, tiny", reference_world, trial_world),
     "import": ("import-instaloader, incremental", reference_import, trial_import),
+    "tfds": ("the TFDS build (first-use world + 3 datasets), small", reference_tfds, trial_tfds),
 }
+
+
+def compilation_cache(base: Path, enabled: bool = True) -> dict[str, str]:
+    """The environment that gives every child process JAX's persistent compilation cache
+    in ``base/xla-cache`` (as tests/conftest.py does for the test suite), so that only the
+    reference runs compile; without it each finetune process compiles Inception-v1 anew.
+    (JAX's cache keys depend on the cache's path: one folder per soak, never moved.)"""
+    if not enabled:
+        return {"JAX_ENABLE_COMPILATION_CACHE": "false"}
+    return {"JAX_COMPILATION_CACHE_DIR": str(base / "xla-cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",  # faster compilations are not worth a file
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the run directories here (default: a temporary folder)")
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help=f"comma-separated, of {', '.join(COMMANDS)} (default: all)")
+    parser.add_argument("--no-compilation-cache", action="store_true",
+                        help="every process compiles its programs anew (to measure what the cache saves)")
     args = parser.parse_args(argv)
     commands = args.commands.split(",")
     unknown = sorted(set(commands) - set(COMMANDS))
@@ -360,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.keep or Path(tempfile.mkdtemp(prefix="drugjax-soak-"))
     base.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DRUGJAX_DATA_DIR=str(base / "data"), JAX_PLATFORMS="cpu")
+    env.update(compilation_cache(base, enabled=not args.no_compilation_cache))
     t0 = time.monotonic()
     references = {}
     for name in commands:
@@ -373,11 +546,12 @@ def main(argv: list[str] | None = None) -> int:
             break
         seed, name = args.seed + i, commands[i % len(commands)]
         reference, wall = references[name]
+        t1 = time.monotonic()
         outcome = COMMANDS[name][2](random.Random(seed), reference, wall, env, base / f"{name}-trial-{seed}")
         outcomes[name].append((seed, outcome))
         kills = ", ".join(f"{sig} at {share:.0%}" for sig, share in outcome.kills)
-        print(f"trial seed {seed} ({name}): {outcome.kind}{': ' + outcome.what if outcome.what else ''} ({kills})",
-              flush=True)
+        print(f"trial seed {seed} ({name}): {outcome.kind}{': ' + outcome.what if outcome.what else ''} ({kills}; "
+              f"{time.monotonic() - t1:.0f} s)", flush=True)
 
     print("\n| command | trials | kills (SIGKILL / SIGTERM) | kill moments (share of the run) | resumed equal | "
           "refused with a clear message | anything else |")
@@ -388,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = [sum(o.kind == kind for _, o in done) for kind in OUTCOMES]
         print(f"| {COMMANDS[name][0]} | {len(done)} | {len(shares) - sigterms} / {sigterms} | "
               f"{min(shares, default=0):.0%}-{max(shares, default=0):.0%} | " + " | ".join(map(str, counts)) + " |")
+    if CUT_CACHE_ENTRIES:
+        print(f"compilation-cache entries a kill cut short (removed): {len(CUT_CACHE_ENTRIES)}")
     failed = [(name, seed) for name, done in outcomes.items() for seed, o in done if o.kind == "anything else"]
     print(f"\n`python bench/soak.py --trials {args.trials} --seed {args.seed} --commands {','.join(commands)}`, "
           f"{time.monotonic() - t0:.0f} s; run directories in {base}")
