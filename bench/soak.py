@@ -2,17 +2,32 @@
 that was never interrupted.
 
     python bench/soak.py [--trials N] [--seed S] [--seconds BUDGET] [--keep DIR] [--commands A,B]
+                         [--no-compilation-cache]
 
 The commands (``--commands``; all by default, trial i goes to the (i mod n)-th):
 
 * ``train``: ``train.py`` on cached features (the paper's MT MLP heads, tiny world);
+* ``finetune``: ``train.py experiment=finetune`` end to end from images (Inception-v1,
+  BatchNorm and the heads, all trained) at 64 px on the tiny world: 8 steps of 8 images,
+  a checkpoint every 2 steps, evaluation at steps 4 and 8;
 * ``evaluate``: ``evaluate.py`` (Table 1 and 2 on the tiny world, tiny backbone);
 * ``sweep``: ``train.py experiment=ablation_relation_weight``, small (3 relation weights
   x 2 folds in one vmapped program, 60 steps, tiny world);
 * ``world``: ``python -m drugjax.synthetic`` (the tiny world at 64 px);
 * ``import``: ``python -m drugjax.data import-instaloader`` adding two Instaloader
   folders to a ROOT that holds an earlier import (tests/instaloader_support.py writes
-  them, with Instaloader's own code).
+  them, with Instaloader's own code);
+* ``tfds``: the TFDS build that train.py and evaluate.py start with, of a ROOT (the small
+  world at 64 px, written once): the three datasets (posts, web, accounts) into a fresh
+  data folder.
+
+Every child process gets JAX's persistent compilation cache in the soak's own folder
+(``<base>/xla-cache``, as tests/conftest.py gives the test suite one), so only the first
+reference run of each command compiles; without it (``--no-compilation-cache``) each
+finetune process compiles Inception-v1 anew (docs/reliability.md has both trial times).
+A kill that cuts a cache entry short (JAX writes entries in place) would make every later
+process warn and compile that program again: such entries are removed after each kill,
+and counted.
 
 For each trial (its own seed, printed, so a failing trial can be replayed with
 ``--seed S --trials 1 --commands C``): start the command on a fresh copy of its input,
@@ -20,14 +35,18 @@ send SIGKILL (or, in a third of the kills, SIGTERM) at a moment drawn uniformly 
 uninterrupted run's wall time, then run the same command again, killing it once more in
 half of the trials, until it finishes. The outcome is
 
-* **resumed equal**: the command's outputs are those of the uninterrupted run (train:
-  the final parameters bitwise, and metrics.jsonl holds its (step, split) pairs, each
-  once, besides them only the train line a SIGTERM stop writes at the step it stopped at;
+* **resumed equal**: the command's outputs are those of the uninterrupted run (train and
+  finetune: the final parameters bitwise, BatchNorm statistics included; metrics.jsonl
+  holds its (step, split) pairs, each once, besides them only the train line a SIGTERM
+  stop writes at the step it stopped at; the TensorBoard events read back, as TensorBoard
+  shows them, the same (tag, step) points, each once, with the same exception;
   evaluate: table1.csv, table2.csv and predictions.csv byte for byte; sweep: ablation.csv
   byte for byte; world: every file
-  byte for byte; import: every file of the ROOT byte for byte, and it validates), and
-  no kill left an output that looks finished and is not (evaluate's CSV files,
-  ablation.csv and the world's folder are checked after each kill);
+  byte for byte; import: every file of the ROOT byte for byte, and it validates; tfds:
+  every example of each dataset as TFDS reads it back, and its JSON files, equal, and no
+  killed build's ``incomplete.*`` folder left), and no kill left an output that looks
+  finished and is not (evaluate's CSV files, ablation.csv, the world's folder and each
+  dataset a later run would reuse are checked after each kill);
 * **refused with a clear message**: a rerun ended with one ``error:`` line and no traceback;
 * **anything else**, with what: different outputs, a duplicated or missing step, a
   traceback, a rerun that never finishes. The script then exits 1.
