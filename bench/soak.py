@@ -33,7 +33,8 @@ For each trial (its own seed, printed, so a failing trial can be replayed with
 ``--seed S --trials 1 --commands C``): start the command on a fresh copy of its input,
 send SIGKILL (or, in a third of the kills, SIGTERM) at a moment drawn uniformly from the
 uninterrupted run's wall time, then run the same command again, killing it once more in
-half of the trials, until it finishes. The outcome is
+half of the trials, until it finishes. (A run that finishes before its moment comes is
+not killed; the kill is not counted, and a trial without any says "no kill".) The outcome is
 
 * **resumed equal**: the command's outputs are those of the uninterrupted run (train and
   finetune: the final parameters bitwise, BatchNorm statistics included; metrics.jsonl
@@ -169,8 +170,9 @@ def kill_and_rerun(rng: random.Random, outcome: Outcome, wall: float, start: Cal
         if attempt < kills:
             share = rng.uniform(0.02, 1.0)
             sig = signal.SIGTERM if rng.random() < 1 / 3 else signal.SIGKILL
-            outcome.kills.append((signal.Signals(sig).name, share))
             done, killed = start(share * wall, sig)
+            if killed:  # not when the command finished before its moment came
+                outcome.kills.append((signal.Signals(sig).name, share))
         else:
             done, killed = start(None, signal.SIGKILL)
         text = done.stdout + done.stderr
@@ -569,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.monotonic()
         outcome = COMMANDS[name][2](random.Random(seed), reference, wall, env, base / f"{name}-trial-{seed}")
         outcomes[name].append((seed, outcome))
-        kills = ", ".join(f"{sig} at {share:.0%}" for sig, share in outcome.kills)
+        kills = ", ".join(f"{sig} at {share:.0%}" for sig, share in outcome.kills) or "no kill: it finished first"
         print(f"trial seed {seed} ({name}): {outcome.kind}{': ' + outcome.what if outcome.what else ''} ({kills}; "
               f"{time.monotonic() - t1:.0f} s)", flush=True)
 
