@@ -555,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, DRUGJAX_DATA_DIR=str(base / "data"), JAX_PLATFORMS="cpu")
     env.update(compilation_cache(base, enabled=not args.no_compilation_cache))
+    CUT_CACHE_ENTRIES.clear()
     t0 = time.monotonic()
     references = {}
     for name in commands:
