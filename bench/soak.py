@@ -449,7 +449,8 @@ def trial_import(rng: random.Random, reference: dict, wall: float, env: dict, wo
 # .load_sources): build the ROOT's three TFDS datasets. The ROOT (the small world, written
 # once by the generator) is only read, so the kills land in the build itself: a third to
 # a half of the run, the rest being Python's imports.
-BUILD_TFDS = "import sys; from drugjax.data.builders import prepare; prepare(sys.argv[1], image_size=64, data_dir=sys.argv[2])"
+BUILD_TFDS = ("import sys; from drugjax.data.builders import prepare; "
+              "prepare(sys.argv[1], image_size=64, data_dir=sys.argv[2])")
 TFDS_ROOT = ["--preset", "small", "--image-size", "64", "--seed", "0"]
 DATASETS = ("drugjax_posts", "drugjax_web", "drugjax_accounts")
 
