@@ -169,10 +169,44 @@ def test_soak_kills_train_py_and_finds_it_resumes_equal(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_soak_kills_every_command_and_finds_each_resumes_equal(tmp_path, capsys):
-    """The soak over all five commands, one trial each (issue 26; the 50-trial figures are
-    in docs/reliability.md)."""
+    """The soak over all seven commands, one trial each (issue 26; the figures of longer
+    soaks are in docs/reliability.md)."""
     soak = _load("soak")
-    assert soak.main(["--trials", "5", "--seed", "0", "--keep", str(tmp_path)]) == 0
+    assert soak.main(["--trials", "7", "--seed", "0", "--keep", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for row in ("train.py heads", "evaluate.py", "train.py vmap sweep", "python -m drugjax.synthetic", "import-instaloader"):
+    for row in ("train.py heads", "train.py end to end", "evaluate.py", "train.py vmap sweep",
+                "python -m drugjax.synthetic", "import-instaloader", "the TFDS build"):
         assert f"| {row}" in out
+
+
+@pytest.mark.slow  # 0.1 s, but the default set is at its time budget (docs/testing.md)
+def test_soak_reads_tensorboard_as_tensorboard_shows_it(tmp_path):
+    """The soak's check of a resumed run's TensorBoard events: a restart's purge drops the
+    killed attempt's points from its step on, a point written twice without one shows
+    twice, a record cut short at a file's end is left out, a damaged one is an error."""
+    from tensorboardX import SummaryWriter
+
+    soak = _load("soak")
+    logdir = tmp_path / "tensorboard"
+
+    def attempt(suffix, steps, purge_step=None):
+        writer = SummaryWriter(str(logdir), purge_step=purge_step, filename_suffix=suffix)
+        for step in steps:
+            writer.add_scalar("train/loss", 1.0, step)
+        writer.close()
+
+    attempt(".1", [1, 2, 3, 4], purge_step=1)  # killed after step 4, its checkpoint at step 2
+    attempt(".2", [3, 4, 5], purge_step=3)  # the rerun: purges from step 3 on
+    assert soak.tensorboard_points(tmp_path) == [("train/loss", step) for step in (1, 2, 3, 4, 5)]
+    attempt(".3", [5])  # no purge: TensorBoard shows step 5 twice
+    assert soak.tensorboard_points(tmp_path).count(("train/loss", 5)) == 2
+
+    last = sorted(logdir.iterdir())[-1]
+    data = last.read_bytes()
+    last.write_bytes(data[:-7])  # the last record cut short by a kill: left out
+    assert soak.tensorboard_points(tmp_path).count(("train/loss", 5)) == 1
+    damaged = bytearray(data)
+    damaged[-6] ^= 0xFF  # inside the last record's data
+    last.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="damaged record"):
+        soak.tensorboard_points(tmp_path)

@@ -253,6 +253,81 @@ def _ids(source):
     return [source[i]["id"] for i in range(len(source))]
 
 
+@pytest.mark.slow  # 0.2 s, but the default set is at its time budget (docs/testing.md)
+def test_a_killed_tfds_builds_folder_is_removed_by_the_next_build(tmp_path):
+    """A build killed while tfds writes leaves its ``incomplete.*`` folder beside the
+    dataset's version folder for good (tfds removes it on an exception, not on SIGKILL;
+    found by bench/soak.py's tfds command): the next build of that dataset removes it."""
+    root = make_root(tmp_path / "root")
+    cache = tmp_path / "cache"
+    config = B.root_config(root, image_size=8)
+    killed = cache / "tfds" / "drugjax_posts" / config.name / "incomplete.3G1I3M_1.0.0"
+    killed.mkdir(parents=True)
+    (killed / "drugjax_posts-full.array_record-00000-of-00001").write_bytes(b"half a shard")
+    sources = B.prepare(root, image_size=8, data_dir=cache)
+    assert len(sources["posts"]) == 12
+    assert not list((cache / "tfds").glob("*/*/incomplete.*"))
+    assert [p.name for p in killed.parent.iterdir() if not p.name.startswith(".")] == ["1.0.0"]
+
+
+@pytest.mark.slow  # 0.2 s, but the default set is at its time budget (docs/testing.md)
+def test_two_builds_of_one_dataset_at_once_both_succeed(tmp_path, monkeypatch, caplog):
+    """Two processes building the same dataset at once (two train.py runs started
+    together on a fresh cache): tfds renamed the second one's folder onto the first's and
+    failed with a FileExistsError traceback. The second now waits for the first and
+    reuses its build. (Two threads stand for the two processes: flock locks conflict
+    between two open files of one process too.)"""
+    import threading
+
+    root = make_root(tmp_path / "root")
+    cache = tmp_path / "cache"
+    first_is_writing, first_may_finish, second_is_done_or_waits = (threading.Event() for _ in range(3))
+    real = B.PostsBuilder._generate_examples
+
+    def slow_in_the_first(self, **kw):
+        for i, example in enumerate(real(self, **kw)):
+            if threading.current_thread().name == "first" and i == 1:
+                first_is_writing.set()
+                first_may_finish.wait(60)
+            yield example
+
+    class Waiting(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("waiting for another process building"):
+                second_is_done_or_waits.set()
+
+    monkeypatch.setattr(B.PostsBuilder, "_generate_examples", slow_in_the_first)
+    handler = Waiting()
+    caplog.set_level(logging.INFO, logger="drugjax.data.builders")
+    logging.getLogger("drugjax.data.builders").addHandler(handler)
+    results, errors = {}, {}
+
+    def build(name):
+        try:
+            results[name] = B.prepare(root, image_size=8, data_dir=cache)
+        except Exception as e:  # noqa: BLE001 (the assertion below shows it)
+            errors[name] = e
+        finally:
+            if name == "second":
+                second_is_done_or_waits.set()
+
+    try:
+        first = threading.Thread(target=build, args=("first",), name="first")
+        first.start()
+        assert first_is_writing.wait(60)
+        second = threading.Thread(target=build, args=("second",), name="second")
+        second.start()
+        assert second_is_done_or_waits.wait(60)
+        first_may_finish.set()
+        first.join(60)
+        second.join(60)
+    finally:
+        first_may_finish.set()
+        logging.getLogger("drugjax.data.builders").removeHandler(handler)
+    assert errors == {}
+    assert [len(results[name]["posts"]) for name in ("first", "second")] == [12, 12]
+
+
 def test_prepare_synthetic_generates_once_and_rebuilds_for_another_seed(tmp_path, monkeypatch):
     calls = []
     real = world.generate

@@ -35,7 +35,9 @@ nothing of the source file is lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -50,6 +52,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.core.constants import INCOMPLETE_PREFIX
 
 from drugjax.errors import UserError, full_disk_reported
 import drugjax
@@ -529,14 +532,19 @@ def build(
     """Build (or reuse) one dataset of ``root`` and return its source.
 
     tfds writes into a temporary folder and renames it when complete, so an interrupted
-    build is never mistaken for a finished one: the next call builds again.
+    build is never mistaken for a finished one: the next call builds again (and removes
+    what the interrupted one left, :func:`_build_lock`).
     """
-    builder = BUILDERS[name](config=config, data_dir=str(data_dir))
+    cls = BUILDERS[name]
     # tfds draws several nested progress bars per split, which swamp train.py's own
     # console (its download banner: _Builder._log_download_bytes).
     tfds.display_progress_bar(False)
     try:
-        with full_disk_reported(f"the {name} dataset into {data_dir}"):
+        with _build_lock(Path(data_dir) / cls.name / config.name, name), \
+                full_disk_reported(f"the {name} dataset into {data_dir}"):
+            # Made under the lock: a builder made before another process finished reads
+            # no dataset_info of it (and would open the build as TFRecord files).
+            builder = cls(config=config, data_dir=str(data_dir))
             builder.download_and_prepare(
                 file_format="array_record",
                 download_config=tfds.download.DownloadConfig(manual_dir=str(root)),
@@ -544,6 +552,33 @@ def build(
     finally:
         tfds.display_progress_bar(True)
     return Source(builder.as_data_source()[SPLIT], builder.info.metadata, root=Path(root))
+
+
+BUILD_LOCK = ".drugjax-build.lock"
+
+
+@contextlib.contextmanager
+def _build_lock(config_dir: Path, name: str) -> Iterator[None]:
+    """Build one dataset config at a time: hold ``config_dir/.drugjax-build.lock``.
+
+    A second process building the same dataset waits, then finds it built and reuses it
+    (without the lock both would build, and tfds's rename of the second would fail on
+    the first's folder). Holding the lock also tells what a killed build left: tfds
+    writes into ``incomplete.<random>_<version>`` and removes it on an exception, not on
+    a SIGKILL; with no other build running, every such folder is a dead build's, and is
+    removed. The lock is the kernel's (flock), so it dies with its holder, however it
+    dies."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    with open(config_dir / BUILD_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process building %s into %s", name, config_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in config_dir.glob(f"{INCOMPLETE_PREFIX}*"):
+            log.info("removing %s, left by a build that was killed", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+        yield  # the lock goes with the file's closing
 
 
 def default_data_dir() -> Path:
