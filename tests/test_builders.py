@@ -253,7 +253,6 @@ def _ids(source):
     return [source[i]["id"] for i in range(len(source))]
 
 
-@pytest.mark.slow  # 0.2 s, but the default set is at its time budget (docs/testing.md)
 def test_a_killed_tfds_builds_folder_is_removed_by_the_next_build(tmp_path):
     """A build killed while tfds writes leaves its ``incomplete.*`` folder beside the
     dataset's version folder for good (tfds removes it on an exception, not on SIGKILL;
@@ -270,7 +269,6 @@ def test_a_killed_tfds_builds_folder_is_removed_by_the_next_build(tmp_path):
     assert [p.name for p in killed.parent.iterdir() if not p.name.startswith(".")] == ["1.0.0"]
 
 
-@pytest.mark.slow  # 0.2 s, but the default set is at its time budget (docs/testing.md)
 def test_two_builds_of_one_dataset_at_once_both_succeed(tmp_path, monkeypatch, caplog):
     """Two processes building the same dataset at once (two train.py runs started
     together on a fresh cache): tfds renamed the second one's folder onto the first's and
