@@ -253,6 +253,22 @@ def _ids(source):
     return [source[i]["id"] for i in range(len(source))]
 
 
+def test_a_finished_dataset_is_reused_without_a_write_in_its_folder(tmp_path):
+    """A data folder shared read only (a cluster's prepared datasets) serves finished
+    datasets: reusing one takes no build lock, so nothing is written there."""
+    root = make_root(tmp_path / "root")
+    cache = tmp_path / "cache"
+    B.prepare(root, image_size=8, data_dir=cache)
+    locks = list((cache / "tfds").glob(f"*/*/{B.BUILD_LOCK}"))
+    assert len(locks) == 3  # posts, web, accounts: each built under its lock
+    for lock in locks:
+        lock.unlink()
+    before = sorted(p for p in (cache / "tfds").rglob("*"))
+    sources = B.prepare(root, image_size=8, data_dir=cache)
+    assert len(sources["posts"]) == 12
+    assert sorted(p for p in (cache / "tfds").rglob("*")) == before
+
+
 def test_a_killed_tfds_builds_folder_is_removed_by_the_next_build(tmp_path):
     """A build killed while tfds writes leaves its ``incomplete.*`` folder beside the
     dataset's version folder for good (tfds removes it on an exception, not on SIGKILL;

@@ -536,11 +536,15 @@ def build(
     what the interrupted one left, :func:`_build_lock`).
     """
     cls = BUILDERS[name]
+    config_dir = Path(data_dir) / cls.name / config.name
+    # A finished build is read without the lock, so a shared data folder that is read
+    # only (a cluster's prepared datasets) serves as it did before there was one.
+    finished = (config_dir / str(cls.VERSION) / "dataset_info.json").is_file()
     # tfds draws several nested progress bars per split, which swamp train.py's own
     # console (its download banner: _Builder._log_download_bytes).
     tfds.display_progress_bar(False)
     try:
-        with _build_lock(Path(data_dir) / cls.name / config.name, name), \
+        with contextlib.nullcontext() if finished else _build_lock(config_dir, name), \
                 full_disk_reported(f"the {name} dataset into {data_dir}"):
             # Made under the lock: a builder made before another process finished reads
             # no dataset_info of it (and would open the build as TFRecord files).
