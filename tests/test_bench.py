@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -158,14 +159,17 @@ def test_paper_tables_copy_an_evaluate_run_into_the_docs_with_its_machine(tmp_pa
 
 
 def test_soak_kills_train_py_and_finds_it_resumes_equal(tmp_path, capsys):
-    """The short soak of the default set (issue 26): one trial, killed twice (seed 1: a
-    SIGKILL at 85 % of the run, then at 27 % of the rerun), so that a regression in
+    """The short soak of the default set (issue 26): one trial with two kill moments
+    (seed 1: SIGKILL at 85 % of the uninterrupted run's time, then at 27 % of the rerun's;
+    a moment after the run has ended sends nothing), so that a regression in
     resuming shows in every test run within the suite's time budget (docs/testing.md);
     the slow set's soak runs every command."""
     soak = _load("soak")
     assert soak.main(["--trials", "1", "--seed", "1", "--keep", str(tmp_path), "--commands", "train"]) == 0
     out = capsys.readouterr().out
-    assert "| train.py heads, tiny world | 1 | 2 / 0 |" in out, out
+    # trials, kills, kill moments, resumed equal, refused, anything else: how many kills
+    # land depends on the machine's speed (one that comes after the run ended is not sent)
+    assert re.search(r"\| train.py heads, tiny world \| 1 \| \d+ / \d+ \| [^|]* \| 1 \| 0 \| 0 \|", out), out
     assert (tmp_path / "train-trial-1" / "metrics.jsonl").exists()
 
 
