@@ -3,6 +3,7 @@ step): Inception-v1 at 64 px, end to end, its weights loaded from a file."""
 
 import jax
 import numpy as np
+import pytest
 from train_support import make_sources, tiny_config
 
 from drugjax.models import weights
@@ -10,7 +11,17 @@ from drugjax.training.checkpoint import read_params
 from drugjax.training.loop import train_and_evaluate
 
 
-def test_inception_v1_trains_a_step_at_64_px_from_a_weights_file(tmp_path):
+@pytest.fixture
+def quick_compiles():
+    """XLA with most optimisations off: this test checks the loop's wiring (the weights
+    loaded and grafted, two steps taken), not speed or exact numerics, and compiling
+    Inception-v1's training step is most of its time (39 s -> 25 s alone on 2 cores)."""
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", False)
+
+
+def test_inception_v1_trains_a_step_at_64_px_from_a_weights_file(tmp_path, quick_compiles):
     saved = weights.random_variables(num_classes=None, seed=3)
     path = weights.save_npz(saved, tmp_path / "backbone.npz")
     cfg = tiny_config(**{
