@@ -304,20 +304,24 @@ def trial_train(args: list[str], rng: random.Random, reference: tuple, wall: flo
     return Outcome("resumed equal", "", outcome.kills)
 
 
-# --------------------------------------------------------------------------- evaluate.py
-def reference_evaluate(base: Path, env: dict) -> tuple[dict, float]:
-    """table1.csv, table2.csv and predictions.csv of an uninterrupted run, and its wall
-    time once the world and the features exist."""
-    timed(["evaluate.py", *EVALUATE_TINY, f"workdir={base / 'evaluate-reference'}"], env)
-    wall = timed(["evaluate.py", *EVALUATE_TINY, f"workdir={base / 'evaluate-timing'}"], env)
-    return {name: (base / "evaluate-reference" / name).read_bytes() for name in EVALUATE_OUTPUTS}, wall
+# --------------------------------------------------------- evaluate.py and the vmap sweep
+def reference_files(command: list[str], outputs: tuple[str, ...], name: str, base: Path,
+                    env: dict) -> tuple[dict, float]:
+    """The ``outputs`` of an uninterrupted run of ``command`` (file name: bytes), and its
+    wall time once the world and the features exist."""
+    timed([*command, f"workdir={base / f'{name}-reference'}"], env)
+    wall = timed([*command, f"workdir={base / f'{name}-timing'}"], env)
+    return {output: (base / f"{name}-reference" / output).read_bytes() for output in outputs}, wall
 
 
-def trial_evaluate(rng: random.Random, reference: dict, wall: float, env: dict, workdir: Path) -> Outcome:
+def trial_files(command: list[str], rng: random.Random, reference: dict, wall: float, env: dict,
+                workdir: Path) -> Outcome:
+    """Kill ``command`` and rerun it; after each kill an output present must already be the
+    final one, and at the end every output must be the uninterrupted run's, byte for byte."""
     outcome = Outcome("")
 
     def start(kill_after, sig):
-        return launch(["evaluate.py", *EVALUATE_TINY, f"workdir={workdir}"], env, kill_after, sig)
+        return launch([*command, f"workdir={workdir}"], env, kill_after, sig)
 
     def half_written(done=None) -> str | None:
         for name, want in reference.items():
@@ -331,34 +335,6 @@ def trial_evaluate(rng: random.Random, reference: dict, wall: float, env: dict, 
         return done
     missing = [name for name in reference if not (workdir / name).exists()]
     problem = half_written() or (f"{', '.join(missing)} missing" if missing else None)
-    return Outcome("anything else", problem, outcome.kills) if problem else Outcome("resumed equal", "", outcome.kills)
-
-
-# --------------------------------------------------------------------------- the vmap sweep
-def reference_sweep(base: Path, env: dict) -> tuple[bytes, float]:
-    """ablation.csv of an uninterrupted sweep, and its wall time once the world and the
-    features exist."""
-    timed(["train.py", *SWEEP, f"workdir={base / 'sweep-reference'}"], env)
-    wall = timed(["train.py", *SWEEP, f"workdir={base / 'sweep-timing'}"], env)
-    return (base / "sweep-reference" / "ablation.csv").read_bytes(), wall
-
-
-def trial_sweep(rng: random.Random, reference: bytes, wall: float, env: dict, workdir: Path) -> Outcome:
-    outcome = Outcome("")
-    path = workdir / "ablation.csv"
-
-    def start(kill_after, sig):
-        return launch(["train.py", *SWEEP, f"workdir={workdir}"], env, kill_after, sig)
-
-    def half_written(done=None) -> str | None:
-        if path.exists() and path.read_bytes() != reference:
-            return f"ablation.csv differs from the uninterrupted sweep's ({path.stat().st_size} bytes)"
-        return None
-
-    done = kill_and_rerun(rng, outcome, wall, start, half_written)
-    if isinstance(done, Outcome):
-        return done
-    problem = half_written() or (None if path.exists() else "ablation.csv missing")
     return Outcome("anything else", problem, outcome.kills) if problem else Outcome("resumed equal", "", outcome.kills)
 
 
@@ -517,8 +493,12 @@ COMMANDS = {  # name: (the table's row, reference, trial)
               partial(trial_train, TRAIN_HEADS)),
     "finetune": ("train.py end to end (finetune), 64 px, tiny world", partial(reference_train, FINETUNE, "finetune"),
                  partial(trial_train, FINETUNE)),
-    "evaluate": ("evaluate.py, tiny world", reference_evaluate, trial_evaluate),
-    "sweep": ("train.py vmap sweep (relation weight, 3 x 2), tiny", reference_sweep, trial_sweep),
+    "evaluate": ("evaluate.py, tiny world",
+                 partial(reference_files, ["evaluate.py", *EVALUATE_TINY], EVALUATE_OUTPUTS, "evaluate"),
+                 partial(trial_files, ["evaluate.py", *EVALUATE_TINY])),
+    "sweep": ("train.py vmap sweep (relation weight, 3 x 2), tiny",
+              partial(reference_files, ["train.py", *SWEEP], ("ablation.csv",), "sweep"),
+              partial(trial_files, ["train.py", *SWEEP])),
     "world": ("python -m drugjax.synthetic, tiny", reference_world, trial_world),
     "import": ("import-instaloader, incremental", reference_import, trial_import),
     "tfds": ("the TFDS build of a ROOT (small world, 3 datasets)", reference_tfds, trial_tfds),

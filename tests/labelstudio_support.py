@@ -327,21 +327,15 @@ def main(argv: list[str]) -> int:
     from drugjax.data.builders import synthetic_root
     from drugjax.data.labelstudio import export_labelstudio
 
-    if argv == ["screenshots"]:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            root = tmp / "docs" / "root"
-            shutil.copytree(synthetic_root("tiny", 0, 96, tmp / "cache"), root)
-            export_labelstudio(root, tmp / "out")
-            with Server(ensure_venv(), tmp / "ls", tmp / "docs") as server:
-                screenshots(server, tmp / "out", root, Path(__file__).resolve().parents[1] / "docs")
-        return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = tmp / "docs" / "root"
         shutil.copytree(synthetic_root("tiny", 0, 96, tmp / "cache"), root)
         export_labelstudio(root, tmp / "out")
         with Server(ensure_venv(), tmp / "ls", tmp / "docs") as server:
+            if argv == ["screenshots"]:
+                screenshots(server, tmp / "out", root, Path(__file__).resolve().parents[1] / "docs")
+                return 0
             got = run_scenario(server, tmp / "out", root)
         fixtures = Path(__file__).resolve().parent / "fixtures"
         for kind in ("posts", "accounts"):
